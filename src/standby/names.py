@@ -1,0 +1,38 @@
+"""Names shared by both stacks, the scripts and the tests.
+
+A name that crosses a boundary (a stack output read through a StackReference, a config key a script
+reads, an SSM parameter a runbook looks up) is spelled once, here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+PROJECT: Final = "standby"
+CONFIG_NAMESPACE: Final = "standby"
+
+
+class StackRole(StrEnum):
+    """What a stack of this project declares; set by the `standby:role` config key."""
+
+    PRIMARY = "primary"
+    STANDBY = "standby"
+
+
+class PrimaryOutput(StrEnum):
+    """Outputs of the primary stack that the standby stack mirrors."""
+
+    APP_NAME = "appName"
+    APP_ID = "appId"
+    APP_REGION = "appRegion"
+    WEB_URL = "webUrl"
+    DOMAINS = "domains"  # list of {"hostname", "dnsTarget"}
+    FORMATION = "formation"  # {process type: {"quantity", "size"}}
+    CONFIG_VAR_NAMES = "configVarNames"  # every config var the app sets, plain and secret
+    SECRET_CONFIG_VARS = "secretConfigVars"  # {name: value}, a Pulumi secret
+    PLAIN_CONFIG_VARS = "plainConfigVars"  # {name: value}
+    POSTGRES_PLAN = "postgresPlan"
+    POSTGRES_VERSION = "postgresVersion"
+    POSTGRES_ADDON_NAME = "postgresAddonName"
+    FOLLOWER_ADDON_NAME = "followerAddonName"
