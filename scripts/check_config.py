@@ -3,7 +3,7 @@
 
 import sys
 
-from standby.config.check import main
+from standby.commands.check_config import main
 
 if __name__ == "__main__":
     sys.exit(main())

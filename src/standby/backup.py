@@ -1,0 +1,225 @@
+"""Take a consistent, verified backup of a Postgres database into a backup store.
+
+One transaction exports its snapshot and counts every table's rows in it; `pg_dump --snapshot` dumps
+exactly that state, streamed into the store while its sha256 is computed; the manifest (counts, hash,
+size, versions, times) is written last. A run that fails leaves `failure.json` with the phase and the
+first line of the error, and no manifest: a dump without a manifest is not a backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+import psycopg
+from psycopg import sql
+
+from standby import catalog
+from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
+from standby.catalog import BackupManifest
+from standby.errors import StandbyError
+from standby.pg_tools import PgTool, PgVersion, require_at_least
+from standby.pg_url import Database
+
+# Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
+EXCLUDED_SCHEMAS: Final = ("_heroku",)
+DEFAULT_COMPRESSION: Final = "gzip:1"  # fast, and every pg_restore reads it
+DEFAULT_PART_SIZE: Final = 16 * MIB
+
+# Tables whose rows pg_dump writes: ordinary tables and partitions, minus extension members and the
+# schemas we exclude. Partitioned parents hold no rows of their own; counting them would count twice.
+TABLES_SQL: Final = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname <> ALL(%s)
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+class BackupFailed(StandbyError):
+    """The backup did not complete; no manifest was written, earlier backups are untouched."""
+
+    def __init__(self, phase: str, reason: str) -> None:
+        super().__init__(f"backup failed while {phase}: {reason}")
+        self.phase = phase
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    app: str
+    source: Database
+    store: BackupStore
+    pg_dump: PgTool
+    prefix: str = "backups"
+    compression: str = DEFAULT_COMPRESSION
+    part_size: int = DEFAULT_PART_SIZE
+
+
+Progress = Callable[[str], None]
+
+
+def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> BackupManifest:
+    started = datetime.now(UTC)
+    backup_id = catalog.new_backup_id(started)
+    base = catalog.backup_prefix(request.prefix, request.app, backup_id)
+    phase = "connecting to the source database"
+    try:
+        with request.source.connect(connect_timeout=15) as conn:
+            # REPEATABLE READ: every statement of this transaction, and pg_dump through the exported
+            # snapshot, sees the same committed state.
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            phase = "exporting the snapshot"
+            row = conn.execute(
+                "SELECT pg_export_snapshot(), now(), current_setting('server_version'),"
+                " current_setting('server_version_num')::int, pg_database_size(current_database())"
+            ).fetchone()
+            assert row is not None
+            snapshot, snapshot_at, server_version, server_num, db_size = row
+            phase = "checking pg_dump"
+            require_at_least(
+                request.pg_dump,
+                PgVersion.from_server_num(server_num),
+                f"a PostgreSQL {server_version} server",
+            )
+            phase = "counting rows"
+            progress(f"snapshot {snapshot} taken; counting rows")
+            tables = count_rows(conn)
+            phase = "dumping and uploading"
+            progress(
+                f"dumping {len(tables)} tables ({db_size / MIB:.0f} MiB on disk) to {request.store.describe()}"
+            )
+            size, digest = _dump_into_store(request, snapshot, f"{base}{catalog.DUMP}", db_size)
+            conn.rollback()  # the snapshot may go only once pg_dump is done with it
+        phase = "writing the manifest"
+        manifest = BackupManifest(
+            backup_id=backup_id,
+            app=request.app,
+            dump_key=f"{base}{catalog.DUMP}",
+            size=size,
+            sha256=digest,
+            server_version=server_version,
+            pg_dump_version=str(request.pg_dump.version),
+            started_at=started,
+            snapshot_at=snapshot_at.astimezone(UTC),
+            finished_at=datetime.now(UTC),
+            tables=tables,
+            source=request.source.redacted,
+            compression=request.compression,
+        )
+        request.store.put_json(f"{base}{catalog.MANIFEST}", manifest.to_json())
+        return manifest
+    except BackupFailed as exc:
+        _record_failure(request, base, backup_id, started, exc.phase, exc.reason)
+        raise
+    except StandbyError as exc:
+        if exc.exit_code == 2:
+            raise  # configuration (e.g. pg_dump too old): caught before dumping, nothing to record
+        _record_failure(request, base, backup_id, started, phase, _first_line(exc))
+        raise BackupFailed(phase, _first_line(exc)) from None
+    except (psycopg.Error, OSError) as exc:
+        _record_failure(request, base, backup_id, started, phase, _first_line(exc))
+        raise BackupFailed(phase, _first_line(exc)) from None
+
+
+def count_rows(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
+    """Rows of every dumped table, as seen by the connection's current transaction."""
+    counts: dict[str, int] = {}
+    for schema, table in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)]).fetchall():
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+    return counts
+
+
+def pg_dump_command(request: BackupRequest, snapshot: str) -> list[str]:
+    return [
+        str(request.pg_dump.path),
+        "--format=custom",
+        f"--compress={request.compression}",
+        f"--snapshot={snapshot}",
+        "--no-password",
+        "--lock-wait-timeout=60s",  # fail rather than queue behind a long DDL lock
+        *[f"--exclude-schema={schema}" for schema in EXCLUDED_SCHEMAS],
+        f"--dbname={request.source.conninfo}",
+    ]
+
+
+def _dump_into_store(request: BackupRequest, snapshot: str, key: str, db_size: int) -> tuple[int, str]:
+    # Parts big enough that even a dump twice the database's size stays under S3's part limit.
+    part_size = max(request.part_size, S3_MIN_PART, -(-2 * db_size // S3_MAX_PARTS))
+    process = subprocess.Popen(
+        pg_dump_command(request, snapshot),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **request.source.env},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    errors = _drain(process.stderr)
+    digest = hashlib.sha256()
+    try:
+        size = request.store.write_stream(key, _parts(process.stdout, part_size, digest))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        process.stdout.close()
+    if process.wait() != 0:
+        message = b"".join(errors).decode(errors="replace").strip() or f"exit code {process.returncode}"
+        raise BackupFailed("dumping and uploading", f"pg_dump failed: {message}")
+    return size, digest.hexdigest()
+
+
+def _parts(stream: IO[bytes], part_size: int, digest: hashlib._Hash) -> Iterator[bytes]:
+    while True:
+        body = stream.read(part_size)
+        if not body:
+            return
+        digest.update(body)
+        yield body
+
+
+def _drain(stream: IO[bytes]) -> list[bytes]:
+    """Read a pipe to its end in the background (so pg_dump never blocks on it); keep the tail."""
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        for line in stream:
+            chunks.append(line)
+            del chunks[:-50]
+
+    threading.Thread(target=pump, daemon=True, name="pg_dump-stderr").start()
+    return chunks
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _record_failure(
+    request: BackupRequest, base: str, backup_id: str, started: datetime, phase: str, error: str
+) -> None:
+    record = {
+        "backup_id": backup_id,
+        "app": request.app,
+        "phase": phase,
+        "error": error,
+        "started_at": started.isoformat(),
+        "failed_at": datetime.now(UTC).isoformat(),
+    }
+    # The store may be what failed; the caller reports the error either way.
+    with contextlib.suppress(Exception):
+        request.store.put_json(f"{base}{catalog.FAILURE}", record)

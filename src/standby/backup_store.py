@@ -1,0 +1,206 @@
+"""Where backups are kept: an S3 bucket, or a local folder. Both honour one small contract.
+
+The contract (tested by one suite against both): a streamed write is all-or-nothing (an interrupted
+write leaves no object), JSON documents round-trip, listing returns every key under a prefix, and
+reading a missing key returns None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from standby.errors import StandbyError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MIB: Final = 1024 * 1024
+S3_MIN_PART: Final = 5 * MIB
+S3_MAX_PARTS: Final = 10_000
+
+
+class StoreError(StandbyError):
+    """The backup store refused or failed a request."""
+
+
+class BackupStore(Protocol):
+    def describe(self) -> str: ...
+    def write_stream(self, key: str, parts: Iterable[bytes]) -> int:
+        """Write the concatenation of `parts` (each but the last >= 5 MiB) to `key`; return its size."""
+        ...
+
+    def put_json(self, key: str, document: Any) -> None: ...
+    def get_json(self, key: str) -> Any | None: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+class S3Store:
+    """A bucket. boto3 honours AWS_ENDPOINT_URL, so the same code reaches moto or MinIO."""
+
+    def __init__(self, bucket: str, region: str | None = None, *, parallel: int = 4) -> None:
+        self.bucket = bucket
+        self.parallel = parallel
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=parallel + 4)
+        self.client: S3Client = boto3.client("s3", region_name=region, config=config)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def write_stream(self, key: str, parts: Iterable[bytes]) -> int:
+        """A multipart upload with up to `parallel` parts in flight; aborted on any failure."""
+        upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=key)["UploadId"]
+        slots = threading.BoundedSemaphore(self.parallel)  # bounds memory: parts in flight + one being read
+        futures: list[Future[dict[str, Any]]] = []
+        size = 0
+        try:
+            with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="s3-part") as pool:
+                for number, body in enumerate(parts, start=1):
+                    if number > S3_MAX_PARTS:
+                        raise StoreError(f"more than {S3_MAX_PARTS} parts: use a larger part size.")
+                    slots.acquire()
+                    size += len(body)
+                    future = pool.submit(self._upload_part, key, upload_id, number, body)
+                    future.add_done_callback(lambda _: slots.release())
+                    futures.append(future)
+                    _raise_first_failure(futures)
+                completed = [f.result() for f in futures]
+            if not completed:  # an empty stream is still an object
+                completed = [self._upload_part(key, upload_id, 1, b"")]
+            self._call(
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": completed},
+            )
+        except BaseException:
+            # If even the abort fails, the bucket's lifecycle rule cleans up abandoned uploads.
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return size
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        answer = self._call(
+            "upload_part", Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        for checksum in (
+            "ChecksumCRC32",
+            "ChecksumCRC32C",
+            "ChecksumCRC64NVME",
+            "ChecksumSHA1",
+            "ChecksumSHA256",
+        ):
+            if checksum in answer:
+                part[checksum] = answer[checksum]
+        return part
+
+    def put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=True).encode()
+        self._call("put_object", Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def get_json(self, key: str) -> Any | None:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+        return json.loads(answer["Body"].read())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from None
+        return keys
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(
+                f"S3 {operation} on s3://{self.bucket}/{kwargs.get('Key', '')} failed: {exc}"
+            ) from None
+
+
+class LocalStore:
+    """A folder. Writes go to a temporary file renamed into place, so readers never see half a dump."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StoreError(f"key {key!r} escapes the store folder.")
+        return path
+
+    def write_stream(self, key: str, parts: Iterable[bytes]) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for body in parts:
+                    out.write(body)
+                    size += len(body)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return size
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.write_stream(key, [json.dumps(document, indent=2, sort_keys=True).encode()])
+
+    def get_json(self, key: str) -> Any | None:
+        path = self._path(key)
+        return json.loads(path.read_bytes()) if path.is_file() else None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith("."))
+
+
+def _raise_first_failure(futures: list[Future[dict[str, Any]]]) -> None:
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+
+
+def open_store(
+    bucket: str | None = None, folder: Path | None = None, region: str | None = None
+) -> BackupStore:
+    if folder is not None:
+        return LocalStore(folder)
+    if bucket:
+        return S3Store(bucket, region)
+    raise StandbyError("no backup store: pass --bucket NAME (or --folder PATH), or a standby manifest.")

@@ -1,0 +1,193 @@
+"""The backup catalog: what a backup's manifest says, and which backup to use. Pure functions only.
+
+A backup lives under `<prefix>/<app>/<backup id>/`: the dump (`dump`), then, written last, its manifest
+(`manifest.json`). A dump without a manifest is not a backup; a failed run leaves `failure.json`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from standby.errors import ConfigError, SafetyRefusal, StandbyError
+
+MANIFEST_FORMAT: Final = 1
+DUMP: Final = "dump"
+MANIFEST: Final = "manifest.json"
+FAILURE: Final = "failure.json"
+_ID_TIME: Final = "%Y%m%dT%H%M%SZ"
+_ID_PATTERN: Final = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}")
+
+
+class ManifestError(StandbyError):
+    """A manifest is missing fields, of an unknown format, or not JSON: the backup cannot be trusted."""
+
+    exit_code = 3
+
+
+def new_backup_id(at: datetime) -> str:
+    """Sortable by time, unique across concurrent runs: 20261122T101500Z-3f2a9c."""
+    return f"{at.astimezone(UTC).strftime(_ID_TIME)}-{secrets.token_hex(3)}"
+
+
+def backup_time(backup_id: str) -> datetime | None:
+    match = _ID_PATTERN.fullmatch(backup_id)
+    return datetime.strptime(match.group(1), _ID_TIME).replace(tzinfo=UTC) if match else None
+
+
+def backup_prefix(prefix: str, app: str, backup_id: str = "") -> str:
+    return f"{prefix.strip('/')}/{app}/" + (f"{backup_id}/" if backup_id else "")
+
+
+@dataclass(frozen=True)
+class BackupManifest:
+    backup_id: str
+    app: str
+    dump_key: str
+    size: int
+    sha256: str
+    server_version: str
+    pg_dump_version: str
+    started_at: datetime
+    snapshot_at: datetime  # the moment the data is from: the RPO of a restore is measured from here
+    finished_at: datetime
+    tables: dict[str, int]  # "schema.table" -> rows in the snapshot
+    source: str  # redacted: user@host:port/db
+    dump_format: str = "custom"
+    compression: str = "gzip:1"
+    format: int = MANIFEST_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "backup_id": self.backup_id,
+            "app": self.app,
+            "dump_key": self.dump_key,
+            "dump_format": self.dump_format,
+            "compression": self.compression,
+            "size": self.size,
+            "sha256": self.sha256,
+            "server_version": self.server_version,
+            "pg_dump_version": self.pg_dump_version,
+            "started_at": self.started_at.isoformat(),
+            "snapshot_at": self.snapshot_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "tables": dict(sorted(self.tables.items())),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> BackupManifest:
+        if not isinstance(doc, dict):
+            raise ManifestError("the manifest is not a JSON object.")
+        if doc.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(
+                f"manifest format {doc.get('format')!r} is not one this standby reads ({MANIFEST_FORMAT}). "
+                "Upgrade standby, or choose another backup."
+            )
+        try:
+            return cls(
+                backup_id=str(doc["backup_id"]),
+                app=str(doc["app"]),
+                dump_key=str(doc["dump_key"]),
+                dump_format=str(doc["dump_format"]),
+                compression=str(doc["compression"]),
+                size=int(doc["size"]),
+                sha256=str(doc["sha256"]),
+                server_version=str(doc["server_version"]),
+                pg_dump_version=str(doc["pg_dump_version"]),
+                started_at=datetime.fromisoformat(doc["started_at"]),
+                snapshot_at=datetime.fromisoformat(doc["snapshot_at"]),
+                finished_at=datetime.fromisoformat(doc["finished_at"]),
+                tables={str(k): int(v) for k, v in doc["tables"].items()},
+                source=str(doc["source"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestError(
+                f"the manifest is incomplete or malformed ({type(exc).__name__}: {exc})."
+            ) from None
+
+
+class BackupState(StrEnum):
+    COMPLETE = "complete"  # manifest written: a backup
+    FAILED = "failed"  # the run recorded its failure
+    INCOMPLETE = "incomplete"  # a dump without a manifest: running, or crashed; never used
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    backup_id: str
+    state: BackupState
+    started_at: datetime
+    manifest: BackupManifest | None = None
+    failure: Mapping[str, Any] = field(default_factory=dict)
+
+    def age(self, now: datetime) -> float:
+        """Seconds between the data's moment (the snapshot, or the start) and `now`."""
+        moment = self.manifest.snapshot_at if self.manifest else self.started_at
+        return (now - moment).total_seconds()
+
+
+def build_catalog(
+    keys: Iterable[str],
+    manifests: Mapping[str, BackupManifest],
+    failures: Mapping[str, Mapping[str, Any]],
+) -> list[CatalogEntry]:
+    """Group the keys under an app's prefix by backup id, oldest first.
+
+    `keys` are relative to the app's prefix (`<id>/dump`, ...); `manifests` and `failures` are the parsed
+    documents by backup id.
+    """
+    ids = {key.split("/", 1)[0] for key in keys if "/" in key}
+    entries = []
+    for backup_id in ids:
+        started = backup_time(backup_id)
+        if started is None:
+            continue  # not ours
+        if backup_id in manifests:
+            entries.append(CatalogEntry(backup_id, BackupState.COMPLETE, started, manifests[backup_id]))
+        elif backup_id in failures:
+            entries.append(CatalogEntry(backup_id, BackupState.FAILED, started, failure=failures[backup_id]))
+        else:
+            entries.append(CatalogEntry(backup_id, BackupState.INCOMPLETE, started))
+    return sorted(entries, key=lambda e: (e.started_at, e.backup_id))
+
+
+def newest_complete(catalog: Iterable[CatalogEntry], before: datetime | None = None) -> CatalogEntry | None:
+    """The complete backup with the newest data, optionally whose data is from before `before`."""
+    complete = [
+        e
+        for e in catalog
+        if e.state is BackupState.COMPLETE
+        and e.manifest is not None
+        and (before is None or e.manifest.snapshot_at < before)
+    ]
+    return max(complete, key=lambda e: e.manifest.snapshot_at if e.manifest else e.started_at, default=None)
+
+
+def select_backup(
+    catalog: list[CatalogEntry], choice: str = "latest", before: datetime | None = None
+) -> CatalogEntry:
+    """Pick a backup: "latest", a backup id, or the newest before a time. Only complete backups qualify."""
+    if choice == "latest":
+        found = newest_complete(catalog, before)
+        if found is None:
+            when = f" with data from before {before.isoformat()}" if before else ""
+            raise ConfigError(
+                [f"no complete backup{when}. Run `python scripts/backup.py` first, or check the bucket."]
+            )
+        return found
+    entry = next((e for e in catalog if e.backup_id == choice), None)
+    if entry is None:
+        raise ConfigError([f"no backup {choice!r}. List them with `python scripts/backup.py list`."])
+    if entry.state is not BackupState.COMPLETE:
+        raise SafetyRefusal(
+            f"backup {choice!r} is {entry.state.value}: it has no manifest and cannot be trusted. Choose another "
+            "(`python scripts/backup.py list`)."
+        )
+    return entry

@@ -1,0 +1,1 @@
+"""One module per command; `scripts/<command>.py` only calls its `main`."""

@@ -1,0 +1,187 @@
+"""A small client for the Heroku Platform API (v3): the calls the runbooks make, retried politely.
+
+Base URL from $HEROKU_API_URL (default the real API), bearer token from $HEROKU_API_KEY. 429 and 5xx
+answers and dropped connections are retried with exponential backoff, honouring Retry-After; 401, 403
+and 404 become errors that say what to check. The token never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from standby.errors import ConfigError, StandbyError
+
+DEFAULT_API_URL: Final = "https://api.heroku.com"
+ACCEPT: Final = "application/vnd.heroku+json; version=3"
+RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
+
+
+class HerokuApiError(StandbyError):
+    """Heroku answered with an error we cannot retry our way out of."""
+
+    def __init__(self, message: str, status: int | None = None, error_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+
+
+class HerokuUnreachable(HerokuApiError):
+    """Heroku did not answer (connection refused, timeouts, or 5xx until we gave up)."""
+
+
+class HerokuAuthError(HerokuApiError):
+    """The token is missing, wrong, or lacks access: a configuration problem."""
+
+    exit_code = ConfigError.exit_code
+
+
+class HerokuNotFound(HerokuApiError):
+    """No such app (or add-on, ...): a configuration problem."""
+
+    exit_code = ConfigError.exit_code
+
+
+class HerokuClient:
+    def __init__(
+        self,
+        token: str,
+        base_url: str = DEFAULT_API_URL,
+        *,
+        attempts: int = 6,
+        timeout: float = 15.0,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not token:
+            raise HerokuAuthError("no Heroku API token: set HEROKU_API_KEY (see `heroku auth:token`).")
+        self._token = token
+        self.base_url = base_url.rstrip("/")
+        self.attempts = attempts
+        self.timeout = timeout
+        self.backoff = backoff
+        self._sleep = sleep
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs: Any) -> HerokuClient:
+        return cls(env.get("HEROKU_API_KEY", ""), env.get("HEROKU_API_URL") or DEFAULT_API_URL, **kwargs)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"HerokuClient({self.base_url!r})"
+
+    # --- the calls the runbooks make ---------------------------------------------------------------
+
+    def app(self, app: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/apps/{_q(app)}"))
+
+    def config_vars(self, app: str) -> dict[str, str]:
+        return dict(self.request("GET", f"/apps/{_q(app)}/config-vars"))
+
+    def update_config_vars(self, app: str, changes: Mapping[str, str | None]) -> dict[str, str]:
+        """Set (or with None, remove) config vars; Heroku restarts the dynos with them."""
+        return dict(self.request("PATCH", f"/apps/{_q(app)}/config-vars", dict(changes)))
+
+    def set_maintenance(self, app: str, on: bool) -> dict[str, Any]:
+        return dict(self.request("PATCH", f"/apps/{_q(app)}", {"maintenance": on}))
+
+    def formation(self, app: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/apps/{_q(app)}/formation"))
+
+    def scale(self, app: str, quantities: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Set the dyno count of each process type in one batch update."""
+        updates = [{"type": t, "quantity": q} for t, q in quantities.items()]
+        return list(self.request("PATCH", f"/apps/{_q(app)}/formation", {"updates": updates}))
+
+    # --- transport ----------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self.base_url}{path}"
+        data = None if body is None else json.dumps(body).encode()
+        headers = {
+            "Accept": ACCEPT,
+            "Authorization": f"Bearer {self._token}",
+            "User-Agent": "standby",
+            **({"Content-Type": "application/json"} if data is not None else {}),
+        }
+        last_problem = ""
+        for attempt in range(self.attempts):
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    payload = response.read()
+                    return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                error = _error_body(exc)
+                if status not in RETRYABLE:
+                    raise _error_for(status, error, method, path) from None
+                last_problem = f"HTTP {status} ({error.get('id', 'no id')})"
+                delay = _retry_after(exc.headers.get("Retry-After")) if status == 429 else None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last_problem = f"{type(reason).__name__}: {reason}"
+                delay = None
+            if attempt + 1 < self.attempts:
+                self._sleep(delay if delay is not None else self._backoff(attempt))
+        raise HerokuUnreachable(
+            f"the Heroku API at {self.base_url} did not answer {method} {path} after {self.attempts} attempts "
+            f"(last: {last_problem}). Check https://status.heroku.com; if Heroku is down, say so explicitly "
+            "to the runbook."
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(30.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2))
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (json.JSONDecodeError, OSError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_for(status: int, error: dict[str, Any], method: str, path: str) -> HerokuApiError:
+    message = str(error.get("message", "")).strip() or f"HTTP {status}"
+    error_id = error.get("id")
+    where = f"{method} {path}"
+    if status == 401:
+        return HerokuAuthError(
+            f"Heroku refused the API token ({message}). Set HEROKU_API_KEY to a valid token "
+            "(`heroku auth:token`, or an authorization with write access).",
+            status,
+            error_id,
+        )
+    if status == 403:
+        return HerokuAuthError(
+            f"the Heroku API token may not do {where} ({message}). Use a token of a user with access to the app.",
+            status,
+            error_id,
+        )
+    if status == 404:
+        return HerokuNotFound(
+            f"Heroku found nothing for {where} ({message}). Check the app name.",
+            status,
+            error_id,
+        )
+    return HerokuApiError(
+        f"Heroku refused {where}: HTTP {status} {error_id or ''}: {message}", status, error_id
+    )

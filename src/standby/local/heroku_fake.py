@@ -1,0 +1,225 @@
+"""A local stand-in for the Heroku Platform API, for the tests and the local rehearsal.
+
+It serves the subset of the v3 API the runbooks use, on a free loopback port, with Heroku's paths,
+headers, status codes and error bodies (`{"id": ..., "message": ...}`), and a `RateLimit-Remaining`
+header. Clients reach it through HEROKU_API_URL and cannot tell the difference. Faults can be injected:
+the next N answers as 429 or 503, or the whole API going dark.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+from urllib.parse import unquote
+
+ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
+RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
+
+
+@dataclass
+class FakeApp:
+    name: str
+    region: str = "us"
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    maintenance: bool = False
+    config_vars: dict[str, str] = field(default_factory=dict)
+    formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
+    domains: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "maintenance": self.maintenance,
+            "region": {"name": self.region},
+            "web_url": f"https://{self.name}.herokuapp.com/",
+        }
+
+    def formation_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": t,
+                "quantity": f["quantity"],
+                "size": f["size"],
+                "app": {"id": self.id, "name": self.name},
+            }
+            for t, f in sorted(self.formation.items())
+        ]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    body: Any
+
+
+class HerokuFake:
+    """The fake API and its state. Use as a context manager, or `start()` / `stop()`."""
+
+    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token = token
+        self.apps: dict[str, FakeApp] = {}
+        self.requests: list[RecordedRequest] = []
+        self._faults: deque[int] = deque()
+        self._lock = threading.Lock()
+        self._host = host
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def add_app(self, app: FakeApp) -> FakeApp:
+        self.apps[app.name] = app
+        return app
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next `count` requests with `status` (429 carries Retry-After: 0)."""
+        with self._lock:
+            self._faults.extend([status] * count)
+
+    def start(self) -> HerokuFake:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="heroku-fake", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop answering: from here on, connections are refused (the API "goes dark")."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> HerokuFake:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def take_fault(self) -> int | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def find(self, ident: str) -> FakeApp | None:
+        return self.apps.get(ident) or next((a for a in self.apps.values() if a.id == ident), None)
+
+
+def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `fake.requests`
+            return
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_PATCH(self) -> None:
+            self._serve("PATCH")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("RateLimit-Remaining", str(RATE_LIMIT - len(fake.requests)))
+            self.send_header("Request-Id", str(uuid.uuid4()))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _error(
+            self, status: int, error_id: str, message: str, headers: dict[str, str] | None = None
+        ) -> None:
+            self._send(status, {"id": error_id, "message": message}, headers)
+
+        def _serve(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except json.JSONDecodeError:
+                self._error(400, "bad_request", "Invalid JSON in request body.")
+                return
+            path = self.path.split("?", 1)[0]
+            fake.requests.append(RecordedRequest(method, path, body))
+
+            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                self._error(401, "unauthorized", "Invalid credentials provided.")
+                return
+            if ACCEPT_VERSION not in (self.headers.get("Accept") or ""):
+                self._error(400, "bad_request", "Please specify a version along with Heroku's API MIME type.")
+                return
+            fault = fake.take_fault()
+            if fault == 429:
+                self._error(
+                    429, "rate_limit", "Your account reached the API rate limit.", {"Retry-After": "0"}
+                )
+                return
+            if fault is not None:
+                self._error(fault, "unavailable", "Heroku API is temporarily unavailable.")
+                return
+
+            parts = [unquote(p) for p in path.strip("/").split("/")]
+            if len(parts) < 2 or parts[0] != "apps":
+                self._error(404, "not_found", "The requested API endpoint was not found.")
+                return
+            app = fake.find(parts[1])
+            if app is None:
+                self._error(404, "not_found", "Couldn't find that app.")
+                return
+            route = (method, *parts[2:3])
+            if route == ("GET",):
+                self._send(200, app.as_json())
+            elif route == ("PATCH",):
+                changes = body or {}
+                if "maintenance" in changes:
+                    app.maintenance = bool(changes["maintenance"])
+                self._send(200, app.as_json())
+            elif route == ("GET", "config-vars"):
+                self._send(200, app.config_vars)
+            elif route == ("PATCH", "config-vars"):
+                for key, value in (body or {}).items():
+                    if value is None:
+                        app.config_vars.pop(key, None)
+                    else:
+                        app.config_vars[key] = str(value)
+                self._send(200, app.config_vars)
+            elif route == ("GET", "formation"):
+                self._send(200, app.formation_json())
+            elif route == ("PATCH", "formation"):
+                self._patch_formation(app, body)
+            elif route == ("GET", "domains"):
+                self._send(200, [{"hostname": d, "cname": f"{d}.herokudns.com"} for d in app.domains])
+            else:
+                self._error(404, "not_found", "The requested API endpoint was not found.")
+
+        def _patch_formation(self, app: FakeApp, body: Any) -> None:
+            updates = (body or {}).get("updates")
+            if not isinstance(updates, list):
+                self._error(422, "invalid_params", "updates must be an array.")
+                return
+            for update in updates:
+                kind = update.get("type")
+                if kind not in app.formation:
+                    self._error(404, "not_found", f"Couldn't find that process type ({kind}).")
+                    return
+            for update in updates:
+                process = app.formation[update["type"]]
+                if "quantity" in update:
+                    process["quantity"] = int(update["quantity"])
+                if "size" in update:
+                    process["size"] = update["size"]
+            self._send(200, app.formation_json())
+
+    return Handler

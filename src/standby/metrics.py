@@ -1,0 +1,35 @@
+"""Backup signals in CloudWatch: the standby's alarms watch these (and fire when they stop coming)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+import boto3
+
+from standby.catalog import BackupManifest
+
+NAMESPACE: Final = "Standby"
+BACKUP_AGE: Final = "BackupAgeSeconds"  # how old the data of the newest backup was when it landed
+BACKUP_SIZE: Final = "BackupSizeBytes"
+BACKUP_COMPLETED: Final = "BackupCompleted"  # 1 per backup: no datapoint in an RPO window means no backup
+
+
+def publish_backup_metrics(
+    manifest: BackupManifest, namespace: str = NAMESPACE, region: str | None = None
+) -> None:
+    dimensions = [{"Name": "App", "Value": manifest.app}]
+    age = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()
+    boto3.client("cloudwatch", region_name=region).put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {"MetricName": BACKUP_AGE, "Dimensions": dimensions, "Value": age, "Unit": "Seconds"},
+            {
+                "MetricName": BACKUP_SIZE,
+                "Dimensions": dimensions,
+                "Value": float(manifest.size),
+                "Unit": "Bytes",
+            },
+            {"MetricName": BACKUP_COMPLETED, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"},
+        ],
+    )

@@ -1,0 +1,75 @@
+"""The standby manifest: everything a runbook needs, published by the standby stack in SSM Parameter
+Store in each standby region (DESIGN.md §2), so runbooks never need Pulumi during a disaster.
+
+Schema-versioned JSON; it holds names, never secret values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from standby.errors import ConfigError
+
+SCHEMA_VERSION: Final = 1
+
+
+def parameter_name(app: str) -> str:
+    """Where the manifest of `app`'s standby lives in SSM."""
+    return f"/standby/{app}/manifest"
+
+
+@dataclass(frozen=True)
+class StandbyManifest:
+    app: str
+    region: str
+    backup_bucket: str
+    backup_prefix: str = "backups"
+    metrics_namespace: str = "Standby"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StandbyManifest:
+        try:
+            doc: Any = json.loads(text)
+        except json.JSONDecodeError:
+            raise ConfigError(
+                ["the standby manifest is not JSON. Run `pulumi up -s standby` to rewrite it."]
+            ) from None
+        if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+            got = doc.get("schema_version") if isinstance(doc, dict) else None
+            raise ConfigError(
+                [
+                    f"standby manifest schema {got!r} is not {SCHEMA_VERSION}: upgrade standby, or run `pulumi up -s standby`."
+                ]
+            )
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in doc.items() if k in known})
+        except TypeError as exc:
+            raise ConfigError(
+                [f"the standby manifest is incomplete ({exc}). Run `pulumi up -s standby`."]
+            ) from None
+
+
+def load_manifest(app: str, region: str | None = None) -> StandbyManifest:
+    name = parameter_name(app)
+    try:
+        answer = boto3.client("ssm", region_name=region).get_parameter(Name=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise ConfigError(
+                [f"no standby manifest at SSM {name} in {region or 'the default region'}. Run `pulumi up -s standby`, "
+                 "or pass --bucket NAME."]
+            ) from None  # fmt: skip
+        raise ConfigError([f"cannot read the standby manifest {name}: {exc}"]) from None
+    except BotoCoreError as exc:
+        raise ConfigError([f"cannot read the standby manifest {name}: {exc}"]) from None
+    return StandbyManifest.from_json(answer["Parameter"]["Value"])
