@@ -1,0 +1,111 @@
+"""Choosing a backup is a pure function of the catalog: tested on fixture catalogs, no storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from standby.catalog import (
+    BackupManifest,
+    BackupState,
+    ManifestError,
+    backup_time,
+    build_catalog,
+    new_backup_id,
+    select_backup,
+)
+from standby.errors import ConfigError, SafetyRefusal
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def _id(minutes: int) -> str:
+    return (T0 + timedelta(minutes=minutes)).strftime("%Y%m%dT%H%M%SZ") + "-abcdef"
+
+
+def _manifest(minutes: int) -> BackupManifest:
+    at = T0 + timedelta(minutes=minutes)
+    return BackupManifest(
+        backup_id=_id(minutes),
+        app="acme",
+        dump_key=f"backups/acme/{_id(minutes)}/dump",
+        size=100,
+        sha256="0" * 64,
+        server_version="16.4",
+        pg_dump_version="18.1",
+        started_at=at,
+        snapshot_at=at + timedelta(seconds=1),
+        finished_at=at + timedelta(seconds=30),
+        tables={"public.t": 1},
+        source="u@h/db",
+    )
+
+
+def _catalog() -> list:  # type: ignore[type-arg]
+    """0: complete, 15: complete, 30: failed, 45: incomplete (dump, no manifest), plus a stray key."""
+    keys = [f"{_id(m)}/dump" for m in (0, 15, 30, 45)] + [f"{_id(m)}/manifest.json" for m in (0, 15)]
+    keys += [f"{_id(30)}/failure.json", "README.txt", "not-an-id/dump"]
+    return build_catalog(
+        keys, {_id(0): _manifest(0), _id(15): _manifest(15)}, {_id(30): {"phase": "x", "error": "y"}}
+    )
+
+
+def test_the_catalog_groups_keys_by_backup_and_knows_their_state() -> None:
+    catalog = _catalog()
+    assert [(e.backup_id, e.state) for e in catalog] == [
+        (_id(0), BackupState.COMPLETE),
+        (_id(15), BackupState.COMPLETE),
+        (_id(30), BackupState.FAILED),
+        (_id(45), BackupState.INCOMPLETE),
+    ]
+
+
+def test_latest_is_the_newest_complete_backup_never_a_failed_or_incomplete_one() -> None:
+    assert select_backup(_catalog()).backup_id == _id(15)
+
+
+def test_before_a_time_picks_the_newest_backup_whose_data_is_older() -> None:
+    assert select_backup(_catalog(), before=T0 + timedelta(minutes=10)).backup_id == _id(0)
+    with pytest.raises(ConfigError, match="no complete backup with data from before"):
+        select_backup(_catalog(), before=T0)
+
+
+def test_a_backup_can_be_chosen_by_id_only_if_complete() -> None:
+    assert select_backup(_catalog(), _id(0)).backup_id == _id(0)
+    with pytest.raises(SafetyRefusal, match="incomplete: it has no manifest"):
+        select_backup(_catalog(), _id(45))
+    with pytest.raises(SafetyRefusal, match="failed"):
+        select_backup(_catalog(), _id(30))
+    with pytest.raises(ConfigError, match="no backup 'nope'"):
+        select_backup(_catalog(), "nope")
+
+
+def test_an_empty_catalog_says_to_run_a_backup_first() -> None:
+    with pytest.raises(ConfigError, match=r"Run `python scripts/backup.py` first"):
+        select_backup([])
+
+
+def test_age_is_measured_from_the_snapshot() -> None:
+    entry = select_backup(_catalog())
+    assert entry.age(T0 + timedelta(minutes=20)) == pytest.approx(5 * 60 - 1)
+
+
+def test_backup_ids_sort_by_time_and_carry_it() -> None:
+    first, second = new_backup_id(T0), new_backup_id(T0 + timedelta(seconds=1))
+    assert first < second
+    assert backup_time(first) == T0
+    assert backup_time("garbage") is None
+
+
+def test_a_manifest_round_trips_and_refuses_unknown_formats_or_missing_fields() -> None:
+    manifest = _manifest(0)
+    assert BackupManifest.from_json(manifest.to_json()) == manifest
+    with pytest.raises(ManifestError, match="format 99"):
+        BackupManifest.from_json({**manifest.to_json(), "format": 99})
+    broken = manifest.to_json()
+    del broken["sha256"]
+    with pytest.raises(ManifestError, match="incomplete or malformed"):
+        BackupManifest.from_json(broken)
+    with pytest.raises(ManifestError, match="not a JSON object"):
+        BackupManifest.from_json(["x"])
