@@ -313,3 +313,28 @@ def test_a_failed_pg_dump_is_reported_with_its_error(pagila_url: str, tmp_path: 
     assert len(failures) == 1
     assert not list((tmp_path / "store").rglob("manifest.json"))
     assert json.loads(failures[0].read_text())["phase"] == "dumping and uploading"
+
+
+def test_without_bucket_the_standby_manifest_names_it(
+    heroku: HerokuFake, bucket: str, aws_env: dict[str, str]
+) -> None:
+    from standby.standby_manifest import StandbyManifest, parameter_name
+
+    manifest = StandbyManifest(app=APP, region="us-east-2", backup_bucket=bucket, backup_prefix="nightly")
+    boto3.client("ssm").put_parameter(
+        Name=parameter_name(APP), Value=manifest.to_json(), Type="String", Overwrite=True
+    )
+
+    result = run_script("backup.py", "--app", APP, env=_env(aws_env, heroku))
+
+    assert result.returncode == 0, result.stderr
+    assert any(k.startswith(f"nightly/{APP}/") and k.endswith("manifest.json") for k in _objects(bucket))
+
+
+def test_without_bucket_or_manifest_the_error_says_what_to_do(
+    heroku: HerokuFake, aws_env: dict[str, str]
+) -> None:
+    result = run_script("backup.py", "--app", "no-such-app", env=_env(aws_env, heroku))
+    assert result.returncode == 2
+    assert "no standby manifest at SSM /standby/no-such-app/manifest" in result.stderr
+    assert "pass --bucket NAME" in result.stderr
