@@ -1,4 +1,6 @@
-"""The backup catalog: what a backup's manifest says, and which backup to use. Pure functions only.
+"""The backup catalog: what a backup's manifest says, and which backup to use.
+
+Everything here is a pure function of its inputs but `read_catalog`, which reads through a store.
 
 A backup lives under `<prefix>/<app>/<backup id>/`: the dump (`dump`), then, written last, its manifest
 (`manifest.json`). A dump without a manifest is not a backup; a failed run leaves `failure.json`.
@@ -12,9 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from standby.errors import ConfigError, SafetyRefusal, StandbyError
+
+if TYPE_CHECKING:
+    from standby.backup_store import BackupStore
 
 MANIFEST_FORMAT: Final = 1
 DUMP: Final = "dump"
@@ -191,3 +196,24 @@ def select_backup(
             "(`python scripts/backup.py list`)."
         )
     return entry
+
+
+def read_catalog(store: BackupStore, prefix: str, app: str) -> list[CatalogEntry]:
+    """Read `app`'s catalog from a store: its keys, manifests and failure records.
+
+    A manifest that does not parse makes its backup count as failed, never as complete.
+    """
+    base = backup_prefix(prefix, app)
+    keys = [k.removeprefix(base) for k in store.list_keys(base)]
+    manifests: dict[str, BackupManifest] = {}
+    failures: dict[str, Mapping[str, Any]] = {}
+    for key in keys:
+        backup_id, _, name = key.partition("/")
+        if name == MANIFEST:
+            try:
+                manifests[backup_id] = BackupManifest.from_json(store.get_json(base + key))
+            except ManifestError as exc:
+                failures[backup_id] = {"phase": "reading the manifest", "error": str(exc)}
+        elif name == FAILURE:
+            failures[backup_id] = dict(store.get_json(base + key) or {})
+    return build_catalog(keys, manifests, failures)

@@ -1,0 +1,62 @@
+"""Arguments and set-up shared by the commands that work on the backup store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from standby.backup_store import BackupStore, LocalStore, S3Store
+from standby.errors import ConfigError
+from standby.standby_manifest import StandbyManifest, load_manifest
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--app", default=os.environ.get("STANDBY_APP"), help="Heroku app name ($STANDBY_APP)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--bucket", help="S3 bucket of the backups (default: the one in the standby manifest)")
+    where.add_argument("--folder", type=Path, help="a local folder instead of S3 (drills, laptops)")
+    parser.add_argument("--prefix", help="key prefix inside the bucket (default: backups)")
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION"), help="AWS region ($AWS_REGION)")
+    parser.add_argument(
+        "--pg-bin", type=Path, help="folder of the PostgreSQL programs ($STANDBY_PG_BIN, PATH)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result as JSON to this path")
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    app: str
+    store: BackupStore
+    prefix: str
+    manifest: StandbyManifest | None
+
+
+def open_store(args: argparse.Namespace) -> StoreContext:
+    """The store the arguments name; without --bucket or --folder, the standby manifest's bucket."""
+    if not args.app:
+        raise ConfigError(["--app is required (or set STANDBY_APP): the Heroku app the backups belong to."])
+    manifest = None if (args.bucket or args.folder) else load_manifest(args.app, args.region)
+    store: BackupStore
+    if args.folder:
+        store = LocalStore(args.folder)
+    else:
+        store = S3Store(args.bucket or (manifest.backup_bucket if manifest else ""), args.region)
+    prefix = args.prefix or (manifest.backup_prefix if manifest else "backups")
+    return StoreContext(args.app, store, prefix, manifest)
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask on the terminal; without one, only --yes may answer."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError([f"{question} needs confirmation, and there is no terminal to ask on: add --yes."])
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def say(line: str) -> None:
+    """Progress goes to stderr, so stdout stays the command's result."""
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,119 @@
+"""`scripts/restore.py`: restore a verified backup into the standby's database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from standby import catalog, cli
+from standby.backup_store import BackupStore
+from standby.commands.common import add_store_arguments, confirm, open_store, say
+from standby.errors import ConfigError
+from standby.pg_tools import find_tool
+from standby.pg_url import Database, parse_database_url
+from standby.restore import RestoreReport, RestoreRequest, execute_restore, plan_restore, read_marker
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restore.py",
+        description="Restore a verified backup into a new database on the target server, verify every table's "
+        "row count, then switch the app's database to it. Exit 0 done, 1 failed, 2 bad usage, "
+        "3 refused by a check (the database in use is untouched).",
+    )
+    add_store_arguments(parser)
+    parser.add_argument("--target-url", help="the database the app uses (its name is kept at the switch)")
+    parser.add_argument(
+        "--maintenance-db", default="postgres", help="database to connect to for CREATE/RENAME"
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--backup", default="latest", help="'latest' (default) or a backup id")
+    choice.add_argument(
+        "--before", type=_time, help="the newest backup whose data is older than this ISO time"
+    )
+    parser.add_argument(
+        "--ahead", action="store_true", help="only if newer than what the target already holds"
+    )
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
+    parser.add_argument("--sanity-sql", action="append", default=[], help="a query that must return true")
+    parser.add_argument("--scratch", type=Path, help="folder for the downloaded dump (default: temp)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time such as 2026-11-22T10:15:00Z: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    context = open_store(args)
+    if not args.target_url:
+        raise ConfigError(["--target-url is required: the database the app uses on the standby."])
+    target_db = parse_database_url(args.target_url, "target database URL")
+    if not target_db.dbname:
+        raise ConfigError(["the target URL names no database: add it, as in postgres://host/app."])
+    server = target_db.with_dbname(args.maintenance_db)
+    now = datetime.now(UTC)
+    plan = plan_restore(
+        catalog.read_catalog(context.store, context.prefix, context.app),
+        target_db.dbname,
+        choice=args.backup,
+        before=args.before,
+        current=read_marker(server, target_db.dbname) if args.ahead else None,
+        ahead=args.ahead,
+        now=now,
+    )
+    say(f"restore plan for {target_db.redacted}:")
+    for line in plan.describe(now):
+        say(f"  {line}")
+    if args.dry_run or plan.skip_reason:
+        if plan.skip_reason:
+            _report(execute_restore(plan, _request(args, context.store, server, target_db.dbname)), args.json)
+        return cli.EXIT_OK
+    if not confirm(f"Restore backup {plan.backup.backup_id} into {target_db.dbname}?", args.yes):
+        say("aborted; nothing was changed.")
+        return cli.EXIT_FAILED
+    report = execute_restore(
+        plan, _request(args, context.store, server, target_db.dbname), progress=lambda line: say(f"  {line}")
+    )
+    _report(report, args.json)
+    return cli.EXIT_OK
+
+
+def _request(args: argparse.Namespace, store: BackupStore, server: Database, target: str) -> RestoreRequest:
+    return RestoreRequest(
+        store=store,
+        server=server,
+        target=target,
+        pg_restore=find_tool("pg_restore", args.pg_bin),
+        jobs=args.jobs,
+        sanity_sql=tuple(args.sanity_sql),
+        scratch=args.scratch,
+    )
+
+
+def _report(report: RestoreReport, json_path: Path | None) -> None:
+    if report.skipped:
+        print(f"nothing restored: {report.skipped}")
+    else:
+        phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.phases.items())
+        print(
+            f"restored backup {report.backup_id} into {report.target}: verified, switched "
+            f"(previous database kept as {report.previous_database or '-'}); data age {report.rpo_seconds / 60:.1f} min; "
+            f"{phases}"
+        )
+    if json_path:
+        json_path.write_text(json.dumps(report.to_json(), indent=2))

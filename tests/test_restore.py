@@ -1,0 +1,278 @@
+"""Restore: two real PostgreSQL databases (source and standby), the scripts run as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from standby.backup import BackupRequest, run_backup
+from standby.backup_store import LocalStore
+from standby.catalog import BackupManifest
+from standby.local.postgres import LocalPostgres
+from standby.pg_tools import find_tool
+from standby.pg_url import parse_database_url
+from standby.sample_data import load_pagila
+from tests.servers import ROOT, count_tables, run_script
+
+APP = "acme-shop"
+
+
+@pytest.fixture
+def source_url(pg_server: LocalPostgres) -> str:
+    url = pg_server.create_database("heroku")
+    load_pagila(url, rentals=3000)
+    return url
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+def _backup(url: str, store: LocalStore) -> BackupManifest:
+    return run_backup(BackupRequest(APP, parse_database_url(url), store, find_tool("pg_dump")))
+
+
+def _target(pg_server: LocalPostgres) -> str:
+    """A URL for the standby's app database, which may not exist yet (the first restore creates it)."""
+    return pg_server.url(f"standby_{time.time_ns()}")
+
+
+def _restore(store: LocalStore, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_script(
+        "restore.py", "--app", APP, "--folder", str(store.root), "--target-url", target, "--yes", *extra
+    )
+
+
+SCHEMA_QUERIES = {
+    "functions": "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+    "triggers": "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal",
+    "partitions of payment": "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.payment'::regclass",
+    "views": "SELECT count(*) FROM pg_views WHERE schemaname = 'public'",
+    "materialized views": "SELECT count(*) FROM pg_matviews",
+    "indexes": "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'",
+    "foreign keys": "SELECT count(*) FROM pg_constraint WHERE contype = 'f'",
+    "types and domains": "SELECT count(*) FROM pg_type WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd')",
+    "sequences": "SELECT count(*) FROM pg_sequences",
+}
+
+
+def _schema(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {name: conn.execute(query).fetchone()[0] for name, query in SCHEMA_QUERIES.items()}  # type: ignore[index]
+
+
+def _databases(pg_server: LocalPostgres) -> list[str]:
+    with psycopg.connect(pg_server.admin_url) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database ORDER BY 1")]
+
+
+def _fingerprint(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM rental), (SELECT count(*) FROM payment)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_a_round_trip_keeps_every_count_function_trigger_partition_and_view(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, tmp_path: Path
+) -> None:
+    manifest = _backup(source_url, store)
+    target = _target(pg_server)
+
+    result = _restore(store, target, "--json", str(tmp_path / "report.json"))
+
+    assert result.returncode == 0, result.stderr
+    assert count_tables(target, list(manifest.tables)) == manifest.tables
+    assert _schema(target) == _schema(source_url)
+    assert _schema(target)["partitions of payment"] == 55
+    assert _schema(target)["triggers"] == 16
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM rental_by_category").fetchone() == (
+            16,
+        )  # refreshed matview
+        assert conn.execute("SELECT film_in_stock(1, 1)").fetchone() is not None  # PL/pgSQL that runs
+        citext = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'citext'"
+        )
+        assert citext.fetchone() == ("heroku_ext",)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verified"] is True and report["switched"] is True
+    assert set(report["phases"]) >= {"download", "verify", "restore", "verify_counts", "analyze", "switch"}
+    assert 0 <= report["rpo_seconds"] < 600
+
+
+def test_a_second_restore_keeps_the_previous_database_until_the_operator_drops_it(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore
+) -> None:
+    _backup(source_url, store)
+    target = _target(pg_server)
+    assert _restore(store, target).returncode == 0
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Arrival')")
+    _backup(source_url, store)
+
+    assert _restore(store, target).returncode == 0
+
+    name = conninfo_to_dict(target)["dbname"]
+    kept = [d for d in _databases(pg_server) if d.startswith(f"{name}__before_")]
+    assert len(kept) == 1
+    assert count_tables(target, ["public.actor"])["public.actor"] == 201
+    assert count_tables(pg_server.url(kept[0]), ["public.actor"])["public.actor"] == 200
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore
+) -> None:
+    manifest = _backup(source_url, store)
+    before = _databases(pg_server)
+    result = _restore(store, _target(pg_server), "--dry-run")
+    assert result.returncode == 0
+    assert f"backup      {manifest.backup_id}" in result.stderr
+    assert "__restoring_" in result.stderr
+    assert _databases(pg_server) == before
+
+
+def test_restore_ahead_twice_in_a_row_restores_once(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore
+) -> None:
+    _backup(source_url, store)
+    target = _target(pg_server)
+    first = _restore(store, target, "--ahead")
+    second = _restore(store, target, "--ahead")
+    assert first.returncode == 0 and "restored backup" in first.stdout
+    assert second.returncode == 0 and "nothing restored" in second.stdout
+    name = conninfo_to_dict(target)["dbname"]
+    assert not [d for d in _databases(pg_server) if d.startswith(f"{name}__before_")]
+
+
+# --- refusals: each leaves the database in use untouched ------------------------------------------
+
+
+@pytest.fixture
+def in_use(pg_server: LocalPostgres, source_url: str, store: LocalStore) -> str:
+    """A standby already restored from a first backup; a second backup is then taken."""
+    _backup(source_url, store)
+    target = _target(pg_server)
+    assert _restore(store, target).returncode == 0
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM payment WHERE payment_id % 2 = 0")
+    return target
+
+
+def _latest(store: LocalStore) -> tuple[Path, Path]:
+    manifest_path = sorted(store.root.rglob("manifest.json"))[-1]
+    return manifest_path, manifest_path.parent / "dump"
+
+
+def _assert_untouched(
+    pg_server: LocalPostgres,
+    target: str,
+    fingerprint: tuple[int, int],
+    result: subprocess.CompletedProcess[str],
+) -> None:
+    assert result.returncode == 3, result.stderr
+    assert _fingerprint(target) == fingerprint
+    assert not [d for d in _databases(pg_server) if "__restoring_" in d]
+
+
+def test_a_flipped_byte_is_refused(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    _backup(source_url, store)
+    _, dump = _latest(store)
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    result = _restore(store, in_use)
+    _assert_untouched(pg_server, in_use, fingerprint, result)
+    assert "does not match its manifest's sha256" in result.stderr
+
+
+def test_a_truncated_dump_is_refused(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    _backup(source_url, store)
+    _, dump = _latest(store)
+    dump.write_bytes(dump.read_bytes()[:-1000])
+    result = _restore(store, in_use)
+    _assert_untouched(pg_server, in_use, fingerprint, result)
+    assert "truncated" in result.stderr
+
+
+def test_a_backup_without_manifest_is_refused(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    manifest = _backup(source_url, store)
+    manifest_path, _ = _latest(store)
+    manifest_path.unlink()
+    result = _restore(store, in_use, "--backup", manifest.backup_id)
+    _assert_untouched(pg_server, in_use, fingerprint, result)
+    assert "incomplete: it has no manifest" in result.stderr
+
+
+def test_counts_that_disagree_after_restore_are_refused(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    _backup(source_url, store)
+    manifest_path, _ = _latest(store)
+    # A manifest that disagrees with its dump (but whose dump hash is intact): the row check must catch it.
+    doc = json.loads(manifest_path.read_text())
+    doc["tables"]["public.rental"] += 1
+    manifest_path.write_text(json.dumps(doc))
+    result = _restore(store, in_use)
+    _assert_untouched(pg_server, in_use, fingerprint, result)
+    assert "public.rental: 3000 instead of 3001" in result.stderr
+
+
+def test_a_restore_killed_midway_leaves_the_database_in_use_and_the_next_run_finishes(
+    pg_server: LocalPostgres, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    big = pg_server.create_database("big")
+    load_pagila(big, rentals=60000)
+    manifest = _backup(big, store)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "restore.py"), "--app", APP, "--folder", str(store.root),
+         "--target-url", in_use, "--yes", "--jobs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _restoring_has_rows(pg_server):
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the script and its pg_restore, as a crash would
+    process.wait()
+
+    assert [d for d in _databases(pg_server) if "__restoring_" in d], "the kill must land mid-restore"
+    assert _fingerprint(in_use) == fingerprint
+
+    result = _restore(store, in_use)
+    assert result.returncode == 0, result.stderr
+    assert "left by an interrupted restore" in result.stderr
+    assert count_tables(in_use, list(manifest.tables)) == manifest.tables
+    assert not [d for d in _databases(pg_server) if "__restoring_" in d]
+
+
+def _restoring_has_rows(pg_server: LocalPostgres) -> bool:
+    names = [d for d in _databases(pg_server) if "__restoring_" in d]
+    if not names:
+        return False
+    try:
+        with psycopg.connect(pg_server.url(names[0])) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'rental'").fetchone()
+        return bool(row and row[0])
+    except psycopg.Error:
+        return False
