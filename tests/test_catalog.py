@@ -109,3 +109,36 @@ def test_a_manifest_round_trips_and_refuses_unknown_formats_or_missing_fields() 
         BackupManifest.from_json(broken)
     with pytest.raises(ManifestError, match="not a JSON object"):
         BackupManifest.from_json(["x"])
+
+
+# --- the restore plan is a pure function too ------------------------------------------------------
+
+
+def test_the_restore_plan_names_a_new_database_and_where_the_old_one_goes() -> None:
+    from standby.restore import plan_restore
+
+    plan = plan_restore(_catalog(), "app", now=T0 + timedelta(hours=1))
+    assert plan.backup.backup_id == _id(15)
+    assert plan.new_database == "app__restoring_abcdef"
+    assert plan.previous_name == "app__before_20261122110000"
+    assert plan.skip_reason is None
+    assert any("switch      app -> app__before_" in line for line in plan.describe(T0 + timedelta(hours=1)))
+
+
+def test_restore_ahead_skips_when_the_target_already_holds_the_newest_backup() -> None:
+    from standby.restore import RestoredMarker, plan_restore
+
+    newest = _manifest(15)
+    current = RestoredMarker(newest.backup_id, newest.snapshot_at, T0 + timedelta(minutes=20))
+    assert plan_restore(_catalog(), "app", ahead=True, current=current, now=T0).skip_reason
+    older = RestoredMarker(_id(0), _manifest(0).snapshot_at, T0)
+    assert plan_restore(_catalog(), "app", ahead=True, current=older, now=T0).skip_reason is None
+    assert plan_restore(_catalog(), "app", ahead=False, current=current, now=T0).skip_reason is None
+
+
+def test_database_names_stay_within_postgres_63_characters() -> None:
+    from standby.restore import plan_restore
+
+    plan = plan_restore(_catalog(), "a" * 63, now=T0)
+    assert len(plan.new_database) <= 63 and plan.new_database.endswith("__restoring_abcdef")
+    assert len(plan.previous_name) <= 63

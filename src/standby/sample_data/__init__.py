@@ -23,13 +23,18 @@ import psycopg
 SCHEMA_FILE: Final = "pagila-schema.sql"
 
 
-def pagila_schema_sql() -> str:
-    """The pagila schema, adapted to a PostgreSQL without pgvector."""
+def pagila_schema_sql(server_major: int = 18) -> str:
+    """The pagila schema, adapted to a PostgreSQL without pgvector (and, before 18, to older servers)."""
     sql = resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     sql = re.sub(r"^CREATE EXTENSION IF NOT EXISTS vector .*$", "", sql, flags=re.MULTILINE)
     sql = re.sub(r"^COMMENT ON EXTENSION vector .*$", "", sql, flags=re.MULTILINE)
     sql = re.sub(r"^CREATE INDEX \S+ ON public.film_embedding USING hnsw .*$", "", sql, flags=re.MULTILINE)
-    return sql.replace("public.vector(20)", "real[]")
+    sql = sql.replace("public.vector(20)", "real[]")
+    if server_major < 18:
+        # uuidv7() and virtual generated columns are new in PostgreSQL 18.
+        sql = sql.replace("uuidv7()", "gen_random_uuid()").replace(") VIRTUAL", ") STORED")
+        sql = re.sub(r"^SET transaction_timeout = 0;$", "", sql, flags=re.MULTILINE)
+    return sql
 
 
 # Rows scale with `rentals`; every other table is sized from it the way a rental shop would be.
@@ -76,7 +81,7 @@ REFRESH MATERIALIZED VIEW rental_by_category;
 """
 
 
-def load_pagila(conninfo: str, rentals: int = 2000, heroku_like: bool = True) -> None:
+def load_pagila(conninfo: str, rentals: int = 2000, heroku_like: bool = True, server_major: int = 18) -> None:
     """Create the pagila schema in an empty database and fill it; `rentals` sets the scale."""
     scale = {
         "rentals": rentals,
@@ -94,7 +99,7 @@ def load_pagila(conninfo: str, rentals: int = 2000, heroku_like: bool = True) ->
             conn.execute("CREATE SCHEMA _heroku")
             conn.execute("CREATE TABLE _heroku.internal_state (id int PRIMARY KEY)")
             conn.execute("INSERT INTO _heroku.internal_state VALUES (1)")
-        conn.execute(pagila_schema_sql().encode())  # many statements: simple query protocol
+        conn.execute(pagila_schema_sql(server_major).encode())  # many statements: simple query protocol
         if heroku_like:
             conn.execute("ALTER TABLE public.customer ADD COLUMN nickname heroku_ext.citext")
         with conn.transaction():
