@@ -1,0 +1,106 @@
+"""What the benchmarks share: a database worth measuring, moto's S3 on loopback, and a timer that
+also records the peak memory of every program in a command's process tree."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+import psutil
+import psycopg
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+FILL = """
+CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL, name text, created_at timestamptz NOT NULL);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers,
+                     status text NOT NULL, total numeric(12,2) NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE events (id bigint PRIMARY KEY, order_id bigint NOT NULL, kind text NOT NULL,
+                     payload text NOT NULL, at timestamptz NOT NULL);
+INSERT INTO customers SELECT g, 'user' || g || '@example.com', 'Customer ' || md5(g::text),
+       now() - g * interval '1 minute' FROM generate_series(1, {customers}) g;
+INSERT INTO orders SELECT g, 1 + g % {customers}, (ARRAY['new','paid','shipped','refunded'])[1 + g % 4],
+       (g % 10000) / 7.0, now() - g * interval '10 seconds' FROM generate_series(1, {orders}) g;
+INSERT INTO events SELECT g, 1 + g % {orders}, (ARRAY['viewed','paid','packed','shipped'])[1 + g % 4],
+       md5(g::text) || ' ' || md5((g * 7)::text) || ' status=' || (g % 97), now() - g * interval '1 second'
+       FROM generate_series(1, {events}) g;
+CREATE INDEX ON orders (customer_id);
+CREATE INDEX ON orders (created_at);
+CREATE INDEX ON events (order_id);
+CREATE INDEX ON events (at);
+ANALYZE;
+"""
+
+
+def fill(url: str, size_gb: float) -> int:
+    events = int(7_000_000 * size_gb)  # ~1 GB on disk with its indexes at size_gb = 1
+    scale = {"customers": max(1000, events // 50), "orders": max(1000, events // 5), "events": events}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(FILL.format(**scale).encode())
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, dict[str, int]]:
+    """Wall time of a command, and the peak RSS of each program in its process tree."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    peaks: dict[str, int] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        root = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                for proc in [root, *root.children(recursive=True)]:
+                    name = next((p for p in ("pg_dump", "pg_restore") if p in proc.name()), "main")
+                    peaks[name] = max(peaks.get(name, 0), proc.memory_info().rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _, stderr = process.communicate()
+    done.set()
+    watcher.join()
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"{command[0]} failed:\n{stderr.decode()}")
+    return elapsed, peaks
+
+
+def best(rounds: int, run: Callable[[int], tuple[float, dict[str, int]]]) -> tuple[float, dict[str, int]]:
+    results = [run(i) for i in range(rounds)]
+    return min(r[0] for r in results), {k: max(r[1].get(k, 0) for r in results) for k in results[0][1]}
+
+
+def start_moto(bucket: str) -> tuple[ThreadedMotoServer, dict[str, str]]:
+    """moto's S3 on a free loopback port with `bucket` in it; returns the environment that reaches it."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-2",
+    }
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+    )
+    return server, env
