@@ -330,3 +330,29 @@ def test_a_dump_made_by_postgresql_15_restores_into_18(
     assert result.returncode == 0, result.stderr
     assert count_tables(target, list(manifest.tables)) == manifest.tables
     assert _schema(target) == _schema(source)
+
+
+def test_a_failing_sanity_check_refuses_the_switch(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+) -> None:
+    fingerprint = _fingerprint(in_use)
+    _backup(source_url, store)
+    result = _restore(store, in_use, "--sanity-sql", "SELECT max(rental_date) > now() FROM rental")
+    _assert_untouched(pg_server, in_use, fingerprint, result)
+    assert (
+        "sanity check failed (it must return true): SELECT max(rental_date) > now() FROM rental"
+        in result.stderr
+    )
+
+
+def test_without_a_terminal_only_yes_can_confirm(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore
+) -> None:
+    _backup(source_url, store)
+    before = _databases(pg_server)
+    result = run_script(
+        "restore.py", "--app", APP, "--folder", str(store.root), "--target-url", _target(pg_server)
+    )
+    assert result.returncode == 2
+    assert "add --yes" in result.stderr
+    assert _databases(pg_server) == before

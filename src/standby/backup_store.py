@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 MIB: Final = 1024 * 1024
 S3_MIN_PART: Final = 5 * MIB
 S3_MAX_PARTS: Final = 10_000
-DOWNLOAD_PART: Final = 32 * MIB
+MIN_DOWNLOAD_RANGE: Final = 32 * MIB
+MAX_DOWNLOAD_RANGE: Final = 1024 * MIB
 
 
 class StoreError(StandbyError):
@@ -121,9 +122,10 @@ class S3Store:
         with path.open("wb") as out:
             out.truncate(size)
             fd = out.fileno()
-            ranges = [
-                (start, min(start + DOWNLOAD_PART, size) - 1) for start in range(0, size, DOWNLOAD_PART)
-            ]
+            # One range per download thread (within bounds): few, large requests keep every stream busy
+            # and spare servers whose per-request cost grows with the object (moto reads it whole).
+            step = min(MAX_DOWNLOAD_RANGE, max(MIN_DOWNLOAD_RANGE, -(-size // self.parallel)))
+            ranges = [(start, min(start + step, size) - 1) for start in range(0, size, step)]
             with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="s3-range") as pool:
                 for future in [
                     pool.submit(self._fetch_range, key, fd, a, b, head["ETag"]) for a, b in ranges
