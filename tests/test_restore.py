@@ -110,7 +110,14 @@ def test_a_round_trip_keeps_every_count_function_trigger_partition_and_view(
         assert citext.fetchone() == ("heroku_ext",)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["verified"] is True and report["switched"] is True
-    assert set(report["phases"]) >= {"download", "verify", "restore", "verify_counts", "analyze", "switch"}
+    assert set(report["phases"]) >= {
+        "download",
+        "read_toc",
+        "restore_data",
+        "restore_indexes",
+        "verify_counts",
+        "switch",
+    }
     assert 0 <= report["rpo_seconds"] < 600
 
 
@@ -356,3 +363,36 @@ def test_without_a_terminal_only_yes_can_confirm(
     assert result.returncode == 2
     assert "add --yes" in result.stderr
     assert _databases(pg_server) == before
+
+
+def test_a_restore_streams_from_s3_and_refuses_a_replaced_object(
+    pg_server: LocalPostgres, source_url: str, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    import boto3
+
+    bucket = f"restore-{time.time_ns()}"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    backup = run_script(
+        "backup.py", "--app", APP, "--bucket", bucket, "--source-url", source_url, "--no-metrics", env=aws_env
+    )
+    assert backup.returncode == 0, backup.stderr
+    target = _target(pg_server)
+    args = ["--app", APP, "--bucket", bucket, "--target-url", target, "--yes"]
+
+    first = run_script("restore.py", *args, "--json", str(tmp_path / "r.json"), env=aws_env)
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["verified"] is True
+    assert _fingerprint(target) == _fingerprint(source_url)
+
+    # Someone replaces the dump in the bucket: same size, other bytes.
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"] if o["Key"].endswith("/dump"))
+    body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[-100] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    fingerprint = _fingerprint(target)
+
+    second = run_script("restore.py", *args, env=aws_env)
+    _assert_untouched(pg_server, target, fingerprint, second)
+    assert "does not match its manifest's sha256" in second.stderr

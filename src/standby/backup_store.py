@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 MIB: Final = 1024 * 1024
 S3_MIN_PART: Final = 5 * MIB
 S3_MAX_PARTS: Final = 10_000
-MIN_DOWNLOAD_RANGE: Final = 32 * MIB
-MAX_DOWNLOAD_RANGE: Final = 1024 * MIB
+STREAM_CHUNK: Final = 4 * MIB
 
 
 class StoreError(StandbyError):
@@ -43,8 +42,12 @@ class BackupStore(Protocol):
         """Write the concatenation of `parts` (each but the last >= 5 MiB) to `key`; return its size."""
         ...
 
-    def fetch(self, key: str, folder: Path) -> Path:
-        """A local file holding the object `key`: downloaded into `folder`, or the object itself."""
+    def read_stream(self, key: str) -> Iterator[bytes]:
+        """The object's bytes, in order, in chunks."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The object as a file on this machine, when the store is a folder (no copy needed)."""
         ...
 
     def put_json(self, key: str, document: Any) -> None: ...
@@ -114,34 +117,16 @@ class S3Store:
                 part[checksum] = answer[checksum]
         return part
 
-    def fetch(self, key: str, folder: Path) -> Path:
-        """Parallel ranged GETs written in place: a large dump downloads at several streams' speed."""
-        head = self._call("head_object", Bucket=self.bucket, Key=key)
-        size = int(head["ContentLength"])
-        path = folder / Path(key).name
-        with path.open("wb") as out:
-            out.truncate(size)
-            fd = out.fileno()
-            # One range per download thread (within bounds): few, large requests keep every stream busy
-            # and spare servers whose per-request cost grows with the object (moto reads it whole).
-            step = min(MAX_DOWNLOAD_RANGE, max(MIN_DOWNLOAD_RANGE, -(-size // self.parallel)))
-            ranges = [(start, min(start + step, size) - 1) for start in range(0, size, step)]
-            with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="s3-range") as pool:
-                for future in [
-                    pool.submit(self._fetch_range, key, fd, a, b, head["ETag"]) for a, b in ranges
-                ]:
-                    future.result()
-        return path
+    def read_stream(self, key: str) -> Iterator[bytes]:
+        """One streaming GET: the restore consumes the dump in order as it arrives."""
+        answer = self._call("get_object", Bucket=self.bucket, Key=key)
+        try:
+            yield from answer["Body"].iter_chunks(STREAM_CHUNK)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise StoreError(f"reading s3://{self.bucket}/{key} failed midway: {exc}") from None
 
-    def _fetch_range(self, key: str, fd: int, first: int, last: int, etag: str) -> None:
-        # IfMatch: every range must come from the same version of the object.
-        answer = self._call(
-            "get_object", Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}", IfMatch=etag
-        )
-        offset = first
-        for chunk in answer["Body"].iter_chunks(1024 * 1024):
-            os.pwrite(fd, chunk, offset)
-            offset += len(chunk)
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
@@ -211,11 +196,17 @@ class LocalStore:
             raise
         return size
 
-    def fetch(self, key: str, folder: Path) -> Path:
-        path = self._path(key)
-        if not path.is_file():
+    def read_stream(self, key: str) -> Iterator[bytes]:
+        path = self.local_path(key)
+        if path is None:
             raise StoreError(f"no object {key} in {self.describe()}.")
-        return path  # read in place: the checks that follow only read it
+        with path.open("rb") as stream:
+            while chunk := stream.read(STREAM_CHUNK):
+                yield chunk
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
 
     def put_json(self, key: str, document: Any) -> None:
         self.write_stream(key, [json.dumps(document, indent=2, sort_keys=True).encode()])

@@ -9,7 +9,6 @@ switch, the database in use is not touched; a failed or interrupted restore leav
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,13 +28,14 @@ from psycopg import sql
 
 from standby.backup_store import BackupStore
 from standby.catalog import BackupManifest, CatalogEntry, select_backup
+from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
 
 RESTORING: Final = "__restoring_"
 BEFORE: Final = "__before_"
-HASH_CHUNK: Final = 8 * 1024 * 1024
+TOC_PROBE: Final = 1024 * 1024  # bytes read before trying to list the archive
 MAX_IDENT: Final = 63  # PostgreSQL's identifier length
 SWITCH_ATTEMPTS: Final = 5
 
@@ -212,24 +213,44 @@ def execute_restore(
         return report
     phase = _Phases(report, progress)
     _drop_leftovers(request, plan.target, progress)
+    require_at_least(
+        request.pg_restore,
+        PgVersion.parse(manifest.pg_dump_version),
+        f"an archive written by pg_dump {manifest.pg_dump_version}",
+    )
+    new_db = request.server.with_dbname(plan.new_database)
     with tempfile.TemporaryDirectory(prefix="standby-restore-", dir=request.scratch) as scratch:
-        with phase("download", f"downloading {manifest.size / 1e6:.1f} MB from {request.store.describe()}"):
-            dump = request.store.fetch(manifest.dump_key, Path(scratch))
-        with phase("verify", "verifying size and sha256 against the manifest"):
-            verify_dump(dump, manifest)
-            toc = _restore_list(request.pg_restore, dump, manifest)
+        progress(f"streaming {manifest.size / 1e6:.1f} MB from {request.store.describe()}")
+        transfer = DumpTransfer(request.store, manifest.dump_key, Path(scratch)).start()
+        start = time.perf_counter()
+        loader: subprocess.Popen[bytes] | None = None
         try:
-            with phase("restore", f"restoring into {plan.new_database} with {request.jobs} jobs"):
-                _create_database(request.server, plan.new_database)
-                _pg_restore(request, dump, toc, plan.new_database, Path(scratch))
-            new_db = request.server.with_dbname(plan.new_database)
-            with phase("verify_counts", f"comparing the row counts of {len(manifest.tables)} tables"):
-                verify_counts(new_db, manifest.tables)
-            with phase("analyze", "ANALYZE"), new_db.connect(autocommit=True) as conn:
-                conn.execute("ANALYZE")
+            with phase("read_toc", "reading the archive's table of contents"):
+                toc = Path(scratch) / "toc.list"
+                toc.write_text(_restore_list(request.pg_restore, transfer, manifest))
+            _create_database(request.server, plan.new_database)
+            with new_db.connect(autocommit=True) as conn:
+                conn.execute("CREATE SCHEMA IF NOT EXISTS heroku_ext")  # extensions restore into it
+            with phase("restore_data", f"loading {plan.new_database} while the dump arrives"):
+                loader = _start_pg_restore(request, new_db, toc, ["--section=pre-data", "--section=data"])
+                assert loader.stdin is not None
+                feeding = transfer.feed(loader.stdin)
+                transfer.wait()
+                report.phases["download"] = time.perf_counter() - start
+                verify_transfer(transfer, manifest)  # refuses here, before anything can be switched
+                feeding.join()
+                _finish(loader)
+            with phase("restore_indexes", f"indexes, constraints and triggers with {request.jobs} jobs"):
+                post_data = ["--section=post-data", f"--jobs={request.jobs}"]
+                _finish(_start_pg_restore(request, new_db, toc, post_data, transfer.path))
+            with phase("verify_counts", f"comparing {len(manifest.tables)} row counts, and ANALYZE"):
+                _verify_and_analyze(new_db, manifest.tables)
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
         except BaseException:
+            if loader is not None and loader.poll() is None:
+                loader.kill()
+                loader.wait()
             _drop_database(request.server, plan.new_database)
             raise
         report.verified = True
@@ -240,18 +261,13 @@ def execute_restore(
     return report
 
 
-def verify_dump(dump: Path, manifest: BackupManifest) -> None:
-    size = dump.stat().st_size
-    if size != manifest.size:
+def verify_transfer(transfer: DumpTransfer, manifest: BackupManifest) -> None:
+    if transfer.size != manifest.size:
         raise RestoreRefused(
-            f"the dump of backup {manifest.backup_id} is {size} bytes, its manifest says {manifest.size}: "
+            f"the dump of backup {manifest.backup_id} is {transfer.size} bytes, its manifest says {manifest.size}: "
             "it is truncated or was replaced. Restore another backup (`--backup ID`)."
         )
-    digest = hashlib.sha256()
-    with dump.open("rb") as stream:
-        while chunk := stream.read(HASH_CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != manifest.sha256:
+    if transfer.sha256 != manifest.sha256:
         raise RestoreRefused(
             f"the dump of backup {manifest.backup_id} does not match its manifest's sha256: it was altered "
             "after the backup. Restore another backup (`--backup ID`) and investigate the bucket."
@@ -281,45 +297,76 @@ def verify_counts(database: Database, expected: dict[str, int]) -> None:
         )
 
 
-def _restore_list(pg_restore: PgTool, dump: Path, manifest: BackupManifest) -> str:
-    """The archive's table of contents, minus what a database outside Heroku refuses."""
-    require_at_least(
-        pg_restore,
-        PgVersion.parse(manifest.pg_dump_version),
-        f"an archive written by pg_dump {manifest.pg_dump_version}",
-    )
-    result = subprocess.run([str(pg_restore.path), "--list", str(dump)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RestoreRefused(
-            f"{pg_restore.path} cannot read the archive of backup {manifest.backup_id}: "
-            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'unknown error'}."
+def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupManifest) -> str:
+    """The archive's table of contents, minus what a database outside Heroku refuses.
+
+    The table of contents sits at the start of the archive: it is read as soon as enough has arrived.
+    """
+    wanted = TOC_PROBE
+    while True:
+        available = transfer.wait_for(wanted)
+        result = subprocess.run(
+            [str(pg_restore.path), "--list", str(transfer.path)], capture_output=True, text=True
         )
-    return "".join(
-        line + "\n" for line in result.stdout.splitlines() if not any(p.match(line) for p in _SKIPPED_TOC)
-    )
+        if result.returncode == 0:
+            break
+        if transfer.done and available <= wanted:
+            last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
+            raise RestoreRefused(
+                f"{pg_restore.path} cannot read the archive of backup {manifest.backup_id}: {last}."
+            )
+        wanted = available * 4
+    kept = [line for line in result.stdout.splitlines() if not any(p.match(line) for p in _SKIPPED_TOC)]
+    return "".join(line + "\n" for line in kept)
 
 
-def _pg_restore(request: RestoreRequest, dump: Path, toc: str, dbname: str, scratch: Path) -> None:
-    listing = scratch / "toc.list"
-    listing.write_text(toc)
-    with request.server.with_dbname(dbname).connect(autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS heroku_ext")
+def _start_pg_restore(
+    request: RestoreRequest, database: Database, toc: Path, options: list[str], archive: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """pg_restore into `database`; from stdin unless `archive` is given."""
     command = [
         str(request.pg_restore.path),
-        f"--jobs={max(1, request.jobs)}",
+        *options,
         "--no-owner",  # the standby's roles are not Heroku's
         "--no-acl",
         "--exit-on-error",
-        f"--use-list={listing}",
-        f"--dbname={request.server.with_dbname(dbname).conninfo}",
-        str(dump),
+        f"--use-list={toc}",
+        f"--dbname={database.conninfo}",
+        *([str(archive)] if archive else []),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **request.server.env})
-    if result.returncode != 0:
-        lines = [
-            line for line in result.stderr.splitlines() if "error" in line.lower()
-        ] or result.stderr.splitlines()
-        raise StandbyError(f"pg_restore failed: {lines[0] if lines else f'exit code {result.returncode}'}")
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **request.server.env},
+    )
+
+
+def _finish(process: subprocess.Popen[bytes]) -> None:
+    # Not communicate(): the feeding thread owns (and has closed) stdin.
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.wait()
+    if process.returncode != 0:
+        lines = stderr.decode(errors="replace").splitlines()
+        errors = [line for line in lines if "error" in line.lower()] or lines
+        raise StandbyError(f"pg_restore failed: {errors[0] if errors else f'exit code {process.returncode}'}")
+
+
+def _verify_and_analyze(database: Database, expected: dict[str, int]) -> None:
+    """Row counts and ANALYZE at once, on two connections: both read every table."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyze") as pool:
+        analyzing = pool.submit(_analyze, database)
+        try:
+            verify_counts(database, expected)
+        finally:
+            analyzing.result()
+
+
+def _analyze(database: Database) -> None:
+    with database.connect(autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def _sanity(database: Database, checks: tuple[str, ...]) -> None:
