@@ -1,10 +1,13 @@
 """Restore a verified backup into a new database, verify it, then make it the one the app uses.
 
-The order is the safety: plan (pure) -> fetch and verify the dump against its manifest -> check the
-archive against the pg_restore in use -> restore into a *new* database -> verify every table's row
-count -> ANALYZE -> sanity checks -> switch, in one transaction that renames the databases. Until the
-switch, the database in use is not touched; a failed or interrupted restore leaves only a database named
-`<name>__restoring_<id>`, which the next run drops.
+Plan (pure) -> check the pg_restore against the archive -> stream the dump in: it is hashed on the way
+while its tables load into a *new* database -> refuse if its size or sha256 differ from the manifest ->
+indexes, constraints and triggers with parallel jobs -> every table's row count, and ANALYZE -> sanity
+checks -> switch, in one transaction that renames the databases.
+
+Loading while downloading takes the download off the critical path; it is safe because nothing reaches
+the database in use before the switch, and the switch comes after every check. A failed or interrupted
+restore leaves only a database named `<name>__restoring_<id>`, which the next run drops.
 """
 
 from __future__ import annotations
