@@ -396,3 +396,53 @@ def test_a_restore_streams_from_s3_and_refuses_a_replaced_object(
     second = run_script("restore.py", *args, env=aws_env)
     _assert_untouched(pg_server, target, fingerprint, second)
     assert "does not match its manifest's sha256" in second.stderr
+
+
+def test_without_target_url_the_standby_manifest_names_the_database_and_its_sanity_checks(
+    pg_server: LocalPostgres, source_url: str, aws_env: dict[str, str]
+) -> None:
+    import boto3
+
+    from standby.standby_manifest import StandbyManifest, parameter_name
+
+    bucket = f"manifest-{time.time_ns()}"
+    boto3.client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+    )
+    assert (
+        run_script(
+            "backup.py",
+            "--app",
+            APP,
+            "--bucket",
+            bucket,
+            "--source-url",
+            source_url,
+            "--no-metrics",
+            env=aws_env,
+        ).returncode
+        == 0
+    )
+    target = _target(pg_server)
+    secret = boto3.client("secretsmanager").create_secret(
+        Name=f"standby-db-{time.time_ns()}", SecretString=target
+    )
+    manifest = StandbyManifest(
+        app=APP,
+        region="us-east-2",
+        backup_bucket=bucket,
+        database_secret=secret["ARN"],
+        sanity_sql=("SELECT count(*) = 3000 FROM rental",),
+    )
+    boto3.client("ssm").put_parameter(
+        Name=parameter_name(APP), Value=manifest.to_json(), Type="String", Overwrite=True
+    )
+
+    result = run_script("restore.py", "--app", APP, "--yes", env=aws_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "1 sanity checks" in result.stderr
+    assert _fingerprint(target) == _fingerprint(source_url)
+    assert (
+        target not in result.stdout + result.stderr
+    )  # the URL comes from the secret and stays out of output

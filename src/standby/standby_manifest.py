@@ -30,6 +30,10 @@ class StandbyManifest:
     backup_bucket: str
     backup_prefix: str = "backups"
     metrics_namespace: str = "Standby"
+    database_secret: str | None = (
+        None  # Secrets Manager id of the standby's DATABASE_URL (the value stays there)
+    )
+    sanity_sql: tuple[str, ...] = ()  # queries a restore must see return true before it switches
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -51,8 +55,11 @@ class StandbyManifest:
                 ]
             )
         known = set(cls.__dataclass_fields__)
+        fields = {k: v for k, v in doc.items() if k in known}
+        if isinstance(fields.get("sanity_sql"), list):
+            fields["sanity_sql"] = tuple(fields["sanity_sql"])
         try:
-            return cls(**{k: v for k, v in doc.items() if k in known})
+            return cls(**fields)
         except TypeError as exc:
             raise ConfigError(
                 [f"the standby manifest is incomplete ({exc}). Run `pulumi up -s standby`."]
@@ -73,3 +80,18 @@ def load_manifest(app: str, region: str | None = None) -> StandbyManifest:
     except BotoCoreError as exc:
         raise ConfigError([f"cannot read the standby manifest {name}: {exc}"]) from None
     return StandbyManifest.from_json(answer["Parameter"]["Value"])
+
+
+def read_database_url(manifest: StandbyManifest, region: str | None = None) -> str:
+    """The standby's DATABASE_URL, read from the secret the manifest names (never from the manifest)."""
+    if not manifest.database_secret:
+        raise ConfigError(["the standby manifest names no database secret: pass --target-url."])
+    try:
+        answer = boto3.client("secretsmanager", region_name=region).get_secret_value(
+            SecretId=manifest.database_secret
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(
+            [f"cannot read the standby database secret {manifest.database_secret}: {exc}"]
+        ) from None
+    return str(answer["SecretString"])

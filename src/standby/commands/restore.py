@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from standby import catalog, cli
-from standby.backup_store import BackupStore
-from standby.commands.common import add_store_arguments, confirm, open_store, say
+from standby.commands.common import StoreContext, add_store_arguments, confirm, open_store, say
 from standby.errors import ConfigError
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url
 from standby.restore import RestoreReport, RestoreRequest, execute_restore, plan_restore, read_marker
+from standby.standby_manifest import read_database_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         "3 refused by a check (the database in use is untouched).",
     )
     add_store_arguments(parser)
-    parser.add_argument("--target-url", help="the database the app uses (its name is kept at the switch)")
+    parser.add_argument(
+        "--target-url",
+        help="the database the app uses (its name is kept at the switch); default: the standby manifest's",
+    )
     parser.add_argument(
         "--maintenance-db", default="postgres", help="database to connect to for CREATE/RENAME"
     )
@@ -60,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     context = open_store(args)
-    if not args.target_url:
-        raise ConfigError(["--target-url is required: the database the app uses on the standby."])
-    target_db = parse_database_url(args.target_url, "target database URL")
+    if args.target_url:
+        target_url = args.target_url
+    elif context.manifest is not None:
+        target_url = read_database_url(context.manifest, args.region)
+    else:
+        raise ConfigError(["--target-url is required with --bucket or --folder: the database the app uses."])
+    target_db = parse_database_url(target_url, "target database URL")
     if not target_db.dbname:
         raise ConfigError(["the target URL names no database: add it, as in postgres://host/app."])
     server = target_db.with_dbname(args.maintenance_db)
@@ -81,26 +88,28 @@ def _main(args: argparse.Namespace) -> int:
         say(f"  {line}")
     if args.dry_run or plan.skip_reason:
         if plan.skip_reason:
-            _report(execute_restore(plan, _request(args, context.store, server, target_db.dbname)), args.json)
+            _report(execute_restore(plan, _request(args, context, server, target_db.dbname)), args.json)
         return cli.EXIT_OK
     if not confirm(f"Restore backup {plan.backup.backup_id} into {target_db.dbname}?", args.yes):
         say("aborted; nothing was changed.")
         return cli.EXIT_FAILED
     report = execute_restore(
-        plan, _request(args, context.store, server, target_db.dbname), progress=lambda line: say(f"  {line}")
+        plan, _request(args, context, server, target_db.dbname), progress=lambda line: say(f"  {line}")
     )
     _report(report, args.json)
     return cli.EXIT_OK
 
 
-def _request(args: argparse.Namespace, store: BackupStore, server: Database, target: str) -> RestoreRequest:
+def _request(
+    args: argparse.Namespace, context: StoreContext, server: Database, target: str
+) -> RestoreRequest:
     return RestoreRequest(
-        store=store,
+        store=context.store,
         server=server,
         target=target,
         pg_restore=find_tool("pg_restore", args.pg_bin),
         jobs=args.jobs,
-        sanity_sql=tuple(args.sanity_sql),
+        sanity_sql=tuple(args.sanity_sql) + (context.manifest.sanity_sql if context.manifest else ()),
         scratch=args.scratch,
     )
 
