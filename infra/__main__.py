@@ -7,8 +7,7 @@ from standby.config import from_pulumi
 from standby.errors import ConfigError
 
 try:
-    config = from_pulumi()
+    programs.run(from_pulumi())
 except ConfigError as exc:
     # RunError ends the update with the message alone, without a Python traceback.
     raise pulumi.RunError(str(exc)) from None
-programs.run(config)

@@ -36,3 +36,24 @@ class PrimaryOutput(StrEnum):
     POSTGRES_VERSION = "postgresVersion"
     POSTGRES_ADDON_NAME = "postgresAddonName"
     FOLLOWER_ADDON_NAME = "followerAddonName"
+
+
+class StandbyOutput(StrEnum):
+    """Outputs of the standby stack."""
+
+    MODE = "mode"
+    BACKUP_BUCKET = "backupBucket"
+    REPLICA_BUCKET = "replicaBucket"
+    LOAD_BALANCER = "loadBalancerDns"
+    DATABASE_ENDPOINT = "databaseEndpoint"
+    MANIFEST_PARAMETERS = "manifestParameters"
+
+
+def mode_parameter(app: str) -> str:
+    """The SSM parameter holding the live mode, which runbooks set (a cutover makes it `active`)."""
+    return f"/standby/{app}/mode"
+
+
+def manifest_parameter(app: str) -> str:
+    """Where the standby manifest of `app` lives in SSM, in each standby region."""
+    return f"/standby/{app}/manifest"

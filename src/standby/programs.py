@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 
-from standby.config.models import PrimaryConfig, StackConfig
+from standby.aws.backup_vault import BackupReplication
+from standby.aws.dns import DnsArgs, DnsRecords, Domain, check_domains
+from standby.aws.monitoring import Monitoring, MonitoringArgs
+from standby.aws.standby_region import RegionArgs, StandbyRegion, app_settings
+from standby.config.models import Mode, PrimaryConfig, StackConfig, StandbyConfig
 from standby.heroku_primary import HerokuPrimary
+from standby.names import StandbyOutput, manifest_parameter, mode_parameter
+from standby.primary_snapshot import read_primary
 
 
 def primary_program(config: PrimaryConfig) -> HerokuPrimary:
@@ -19,9 +26,114 @@ def primary_program(config: PrimaryConfig) -> HerokuPrimary:
 def run(config: StackConfig) -> None:
     if isinstance(config, PrimaryConfig):
         primary_program(config)
-        return
-    # The standby stack's program lands with issue #3; refuse rather than declare half a standby.
-    raise pulumi.RunError(
-        "standby:role: the standby stack program is not available in this version of standby; only "
-        "`pulumi up -s primary` can be run. Its configuration is validated all the same."
+    else:
+        standby_program(config)
+
+
+def live_mode(app: str, provider: aws.Provider) -> Mode | None:
+    """The mode the runbooks last set in SSM, if any: a `pulumi up` must not undo a cutover."""
+    found = aws.ssm.get_parameters_by_path(
+        path=f"/standby/{app}", opts=pulumi.InvokeOptions(provider=provider)
     )
+    for name, value in zip(found.names or [], found.values or [], strict=False):
+        if name == mode_parameter(app) and value in {m.value for m in Mode}:
+            return Mode(value)
+    return None
+
+
+def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
+    """Mirror the primary into the standby region and the second region, and point DNS where it belongs."""
+    reference = pulumi.StackReference("primary", stack_name=config.primary_stack)
+    primary = read_primary(reference, config.primary_stack)
+    domains = [Domain(d["hostname"], d["dnsTarget"]) for d in primary.domains]
+    check_domains([d.hostname for d in domains], config.hosted_zone)
+    providers = {
+        role: aws.Provider(f"aws-{role}", region=region)
+        for role, region in (("standby", config.regions.standby), ("second", config.regions.second))
+    }
+    global_provider = aws.Provider("aws-global", region="us-east-1")
+    zone = aws.route53.get_zone(
+        name=config.hosted_zone, opts=pulumi.InvokeOptions(provider=providers["standby"])
+    )
+    modes = {
+        "standby": live_mode(primary.app, providers["standby"]) or config.mode,
+        "second": live_mode(primary.app, providers["second"]) or Mode.PILOT_LIGHT,
+    }
+    settings = app_settings(config, primary)
+    regions = {
+        role: StandbyRegion(
+            f"{role}-region",
+            RegionArgs(
+                role=role,
+                region=config.regions.standby if role == "standby" else config.regions.second,
+                mode=modes[role],
+                config=config,
+                primary=primary,
+                app_settings=settings,
+                hosted_zone_id=zone.zone_id,
+                domains=domains,
+                with_database=role == "standby"
+                or config.second_region_database
+                or modes[role] is Mode.ACTIVE,
+                with_schedule=role == "standby" and config.heroku_api_key is not None,
+            ),
+            opts=pulumi.ResourceOptions(provider=providers[role]),
+        )
+        for role in ("standby", "second")
+    }
+    if config.heroku_api_key is None:
+        pulumi.log.warn(
+            "standby:herokuApiKey is not set: no scheduled backups will run. Set it with "
+            "`pulumi config set --secret standby:herokuApiKey <key>`."
+        )
+    BackupReplication(
+        "backup-replication",
+        regions["standby"].vault,
+        regions["second"].vault,
+        opts=pulumi.ResourceOptions(provider=providers["standby"]),
+    )
+    serving = "second" if modes["second"] is Mode.ACTIVE else "standby"
+    balancer = regions[serving].services.load_balancer
+    DnsRecords(
+        "dns",
+        DnsArgs(
+            app=primary.app,
+            zone_id=zone.zone_id,
+            domains=domains,
+            dns_mode=config.dns,
+            mode=Mode.ACTIVE if Mode.ACTIVE in modes.values() else modes["standby"],
+            load_balancer_dns=balancer.dns_name,
+            load_balancer_zone_id=balancer.zone_id,
+            region=config.regions.standby,
+        ),
+        opts=pulumi.ResourceOptions(provider=providers["standby"]),
+    )
+    standby = regions["standby"]
+    services = standby.services
+    Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            app=primary.app,
+            emails=list(config.alert_emails),
+            rpo_minutes=config.rpo_minutes,
+            primary_hostname=domains[0].hostname if domains else None,
+            health_check_path=config.health_check_path,
+            target_group_suffix=services.target_group.arn_suffix
+            if modes["standby"] is not Mode.PILOT_LIGHT
+            else None,
+            load_balancer_suffix=services.load_balancer.arn_suffix
+            if modes["standby"] is not Mode.PILOT_LIGHT
+            else None,
+            global_provider=global_provider,
+        ),
+        opts=pulumi.ResourceOptions(provider=providers["standby"]),
+    )
+    pulumi.export(str(StandbyOutput.MODE), modes["standby"].value)
+    pulumi.export(str(StandbyOutput.BACKUP_BUCKET), standby.vault.bucket.id)
+    pulumi.export(str(StandbyOutput.REPLICA_BUCKET), regions["second"].vault.bucket.id)
+    pulumi.export(str(StandbyOutput.LOAD_BALANCER), services.load_balancer.dns_name)
+    pulumi.export(
+        str(StandbyOutput.DATABASE_ENDPOINT), standby.database.instance.address if standby.database else None
+    )
+    pulumi.export(str(StandbyOutput.MANIFEST_PARAMETERS), [manifest_parameter(primary.app)])
+    return regions

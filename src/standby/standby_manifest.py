@@ -14,13 +14,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from standby.errors import ConfigError
+from standby.names import manifest_parameter
 
 SCHEMA_VERSION: Final = 1
 
 
 def parameter_name(app: str) -> str:
     """Where the manifest of `app`'s standby lives in SSM."""
-    return f"/standby/{app}/manifest"
+    return manifest_parameter(app)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ class StandbyManifest:
             )
         known = set(cls.__dataclass_fields__)
         fields = {k: v for k, v in doc.items() if k in known}
-        if isinstance(fields.get("sanity_sql"), list):
-            fields["sanity_sql"] = tuple(fields["sanity_sql"])
+        for name in ("sanity_sql", "subnets", "records"):
+            if isinstance(fields.get(name), list):
+                fields[name] = tuple(fields[name])
         try:
             return cls(**fields)
         except TypeError as exc:

@@ -246,6 +246,14 @@ class StandbyConfig(ConfigModel):
     config_overrides: dict[EnvName, ConfigValue] = {}
     secret_config_overrides: dict[EnvName, SecretStr] = {}
     service_sizes: dict[ProcessType, FargateSizeConfig] = {}
+    backup_image: Annotated[
+        str, _pattern(r"\S+(:\S+|@sha256:[0-9a-f]{64})", "a container image reference with a tag")
+    ]
+    process_commands: dict[ProcessType, list[str]] = {}
+    container_port: int = Field(default=5000, ge=1024, le=65535)
+    second_region_database: bool = False
+    sanity_sql: list[str] = []
+    heroku_api_key: SecretStr | None = None  # lets the backup task read the app's DATABASE_URL
 
     @model_validator(mode="after")
     def _interval_meets_rpo(self) -> StandbyConfig:

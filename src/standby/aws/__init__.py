@@ -1,0 +1,1 @@
+"""The AWS standby: one component per concern, composed per region by `StandbyRegion`."""

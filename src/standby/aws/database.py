@@ -1,0 +1,78 @@
+"""`StandbyDatabase`: RDS PostgreSQL at the size mapped from the primary's plan, and its DATABASE_URL secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from standby.config.models import Mode
+from standby.sizing import PostgresPlan
+
+USER: Final = "standby"
+DBNAME: Final = "app"
+PILOT_LIGHT_CLASS: Final = "db.t4g.small"  # enough to receive restores; a cutover scales it up
+BACKUP_RETENTION_DAYS: Final = 7
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    app: str
+    plan: PostgresPlan
+    major_version: int
+    mode: Mode
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+
+
+class StandbyDatabase(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("standby:aws:StandbyDatabase", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        password = random.RandomPassword(f"{name}-password", length=40, special=False, opts=child)
+        subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, opts=child)
+        full_size = args.mode is not Mode.PILOT_LIGHT
+        self.instance = aws.rds.Instance(
+            f"{name}-postgres",
+            identifier=f"{args.app}-standby",
+            engine="postgres",
+            engine_version=str(args.major_version),
+            instance_class=args.plan.rds_class if full_size else PILOT_LIGHT_CLASS,
+            allocated_storage=args.plan.allocated_storage_gib,
+            max_allocated_storage=max(args.plan.allocated_storage_gib * 2, 100),
+            storage_type="gp3",
+            storage_encrypted=True,
+            multi_az=args.plan.multi_az and full_size,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[args.security_group_id],
+            publicly_accessible=False,
+            deletion_protection=True,
+            backup_retention_period=BACKUP_RETENTION_DAYS,
+            copy_tags_to_snapshot=True,
+            final_snapshot_identifier=f"{args.app}-standby-final",
+            username=USER,
+            password=password.result,
+            db_name=DBNAME,
+            # A cutover resizes the database; it must not wait for the maintenance window.
+            apply_immediately=True,
+            auto_minor_version_upgrade=True,
+            opts=child,
+        )
+        self.url_secret = aws.secretsmanager.Secret(
+            f"{name}-url",
+            name=f"standby/{args.app}/database-url",
+            description=f"DATABASE_URL of {args.app}'s standby database",
+            opts=child,
+        )
+        url = pulumi.Output.concat(
+            "postgres://", USER, ":", password.result, "@", self.instance.address, ":",
+            self.instance.port.apply(str), "/", DBNAME, "?sslmode=require",
+        )  # fmt: skip
+        # The password is a secret output, and so is every value built from it: the URL stays encrypted.
+        aws.secretsmanager.SecretVersion(
+            f"{name}-url-value", secret_id=self.url_secret.id, secret_string=url, opts=child
+        )
+        self.register_outputs({"endpoint": self.instance.address, "urlSecret": self.url_secret.arn})

@@ -1,0 +1,207 @@
+"""`StandbyRegion`: one region of the standby, built from the same parts in the standby and the second region.
+
+The standby region runs everything its mode asks for. The second region keeps the replica of the backups,
+a network, the services at zero and the runbook support; its database exists only when the config asks
+for it (`secondRegionDatabase`) or a cutover made the region active.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from standby import sizing
+from standby.aws.backup_schedule import BackupSchedule, ScheduleArgs
+from standby.aws.backup_vault import BackupVault, VaultArgs
+from standby.aws.database import DatabaseArgs, StandbyDatabase
+from standby.aws.dns import FAILOVER_METRIC, Domain
+from standby.aws.network import NetworkArgs, StandbyNetwork
+from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
+from standby.aws.services import ProcessSpec, ServicesArgs, StandbyServices
+from standby.config.models import Mode, StandbyConfig
+from standby.names import mode_parameter
+from standby.primary_snapshot import PrimarySnapshot
+
+
+@dataclass(frozen=True)
+class RegionArgs:
+    role: str  # "standby" or "second"
+    region: str
+    mode: Mode  # the live mode of this region
+    config: StandbyConfig
+    primary: PrimarySnapshot
+    app_settings: pulumi.Output[str]
+    hosted_zone_id: pulumi.Input[str]
+    domains: list[Domain]
+    with_database: bool
+    with_schedule: bool
+
+
+def process_specs(config: StandbyConfig, primary: PrimarySnapshot) -> dict[str, ProcessSpec]:
+    """Each primary process type with its Fargate size (mapped, or the explicit override) and command."""
+    specs = {}
+    for process_type, process in primary.formation.items():
+        override = config.service_sizes.get(process_type)
+        size = (
+            sizing.FargateSize(override.cpu, override.memory)
+            if override
+            else sizing.fargate_size_for(str(process["size"]), process_type)
+        )
+        # Images built by Cloud Native Buildpacks (as Heroku builds them) start a Procfile type this way.
+        command = config.process_commands.get(process_type, [f"/cnb/process/{process_type}"])
+        specs[process_type] = ProcessSpec(int(process["quantity"]), size, command)
+    return specs
+
+
+class StandbyRegion(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RegionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("standby:aws:StandbyRegion", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        config, app = args.config, args.primary.app
+        zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self))
+        self.vault = BackupVault(
+            f"{name}-vault", VaultArgs(app, args.region, config.backup_retention_days), opts=child
+        )
+        self.network = StandbyNetwork(
+            f"{name}-network", NetworkArgs(list(zones.names), config.container_port), opts=child
+        )
+        self.database: StandbyDatabase | None = None
+        if args.with_database:
+            self.database = StandbyDatabase(
+                f"{name}-database",
+                DatabaseArgs(
+                    app=app,
+                    plan=sizing.postgres_plan(args.primary.postgres_plan),
+                    major_version=args.primary.postgres_version,
+                    mode=args.mode,
+                    subnet_ids=[s.id for s in self.network.private_subnets],
+                    security_group_id=self.network.database_group.id,
+                ),
+                opts=child,
+            )
+        heroku_key = config.heroku_api_key.get_secret_value() if config.heroku_api_key else None
+        self.services = StandbyServices(
+            f"{name}-services",
+            ServicesArgs(
+                app=app,
+                region=args.region,
+                mode=args.mode,
+                image=config.image,
+                backup_image=config.backup_image,
+                processes=process_specs(config, args.primary),
+                container_port=config.container_port,
+                health_check_path=config.health_check_path,
+                app_settings=args.app_settings,
+                setting_names=setting_names(config, args.primary),
+                database_url_secret_arn=self.database.url_secret.arn if self.database else None,
+                backup_bucket_arn=self.vault.bucket.arn,
+                backup_key_arn=self.vault.key.arn,
+                network=self.network,
+                hosted_zone_id=args.hosted_zone_id,
+                domains=[d.hostname for d in args.domains],
+                heroku_api_key=pulumi.Output.secret(heroku_key) if heroku_key else None,
+            ),
+            opts=child,
+        )
+        if args.with_schedule:
+            BackupSchedule(
+                f"{name}-backups",
+                ScheduleArgs(
+                    app=app,
+                    interval_minutes=config.backup_interval_minutes,
+                    cluster_arn=self.services.cluster.arn,
+                    task_definition_arn=self.services.backup_task.arn,
+                    task_role_arns=[self.services.execution_role.arn, self.services.backup_role.arn],
+                    subnet_ids=[s.id for s in self.network.private_subnets],
+                    security_group_id=self.network.service_group.id,
+                ),
+                opts=child,
+            )
+        self.topic = aws.sns.Topic(f"{name}-runbook-events", name=f"{app}-standby-runbooks", opts=child)
+        self.support = RunbookSupport(
+            f"{name}-runbooks",
+            RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self._manifest(args)),
+            opts=child,
+        )
+        self.register_outputs(
+            {"bucket": self.vault.bucket.id, "loadBalancer": self.services.load_balancer.dns_name}
+        )
+
+    def _manifest(self, args: RegionArgs) -> pulumi.Output[dict[str, Any]]:
+        """The standby manifest of this region (standby.standby_manifest.StandbyManifest)."""
+        config, app = args.config, args.primary.app
+        services = self.services
+        return pulumi.Output.all(
+            bucket=self.vault.bucket.id,
+            database_secret=self.database.url_secret.arn if self.database else None,
+            database_instance=self.database.instance.identifier if self.database else None,
+            cluster=services.cluster.name,
+            backup_task=services.backup_task.arn,
+            subnets=[s.id for s in self.network.private_subnets],
+            task_group=self.network.service_group.id,
+            lb_dns=services.load_balancer.dns_name,
+            lb_zone=services.load_balancer.zone_id,
+            topic=self.topic.arn,
+            lock_table=f"{app}-standby-locks",
+            zone=args.hosted_zone_id,
+        ).apply(
+            lambda v: {
+                "schema_version": 1,
+                "app": app,
+                "region": args.region,
+                "second_region": config.regions.second if args.role == "standby" else config.regions.standby,
+                "backup_bucket": v["bucket"],
+                "backup_prefix": "backups",
+                "metrics_namespace": "Standby",
+                "database_secret": v["database_secret"],
+                "database_instance": v["database_instance"],
+                "sanity_sql": list(config.sanity_sql),
+                "mode_parameter": mode_parameter(app),
+                "lock_table": v["lock_table"],
+                "topic_arn": v["topic"],
+                "cluster": v["cluster"],
+                "services": {t: f"{app}-{t}" for t in args.primary.formation},
+                "backup_task_definition": v["backup_task"],
+                "subnets": v["subnets"],
+                "task_security_group": v["task_group"],
+                "load_balancer_dns": v["lb_dns"],
+                "load_balancer_zone_id": v["lb_zone"],
+                "hosted_zone_id": v["zone"],
+                "dns_mode": config.dns.value,
+                "records": [{"hostname": d.hostname, "heroku_target": d.heroku_target} for d in args.domains],
+                "failover_alarm": f"{app}-primary-in-service" if config.dns.value == "failover" else None,
+                "failover_metric": FAILOVER_METRIC,
+                "health_check_path": config.health_check_path,
+                "rpo_seconds": config.rpo_minutes * 60,
+                "rto_seconds": config.rto_minutes * 60,
+            }
+        )
+
+
+def _mirrored(name: str) -> bool:
+    # DATABASE_URL comes from the standby's own secret; HEROKU_* describe Heroku, not the app on AWS.
+    return name != "DATABASE_URL" and not name.startswith("HEROKU_")
+
+
+def setting_names(config: StandbyConfig, primary: PrimarySnapshot) -> list[str]:
+    """The names of the config vars the app gets on AWS: known without reading any secret."""
+    names = {n for n in primary.config_var_names if _mirrored(n)}
+    return sorted(names | set(config.config_overrides) | set(config.secret_config_overrides))
+
+
+def app_settings(config: StandbyConfig, primary: PrimarySnapshot) -> pulumi.Output[str]:
+    """The config vars the app gets on AWS, as one JSON secret: the primary's, minus what must differ,
+    plus the overrides."""
+
+    def merge(secret_vars: dict[str, str]) -> str:
+        merged = {**primary.plain_config_vars, **secret_vars}
+        merged = {k: v for k, v in merged.items() if _mirrored(k)}
+        merged.update(config.config_overrides)
+        merged.update({k: v.get_secret_value() for k, v in config.secret_config_overrides.items()})
+        return json.dumps(merged, sort_keys=True)
+
+    return pulumi.Output.secret(primary.secret_config_vars.apply(merge))

@@ -1,0 +1,257 @@
+"""The standby stack, run as `pulumi up -s standby` runs it (infra/__main__.py), under mocks, with the
+primary's outputs supplied through a mocked StackReference."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from typing import Any
+
+import pulumi
+import pytest
+
+from standby.names import manifest_parameter, mode_parameter
+from tests.conftest import ROOT, sample_config, set_pulumi_config
+from tests.pulumi_harness import Declared, RecordingMocks, is_secret, run_program, unwrap
+
+APP = "acme-shop"
+SECRET_VARS = {"SECRET_KEY_BASE": "kb-not-for-logs", "STRIPE_KEY": "sk-not-for-logs"}
+PRIMARY_OUTPUTS: dict[str, Any] = {
+    "appName": APP,
+    "appId": "uuid-acme",
+    "appRegion": "us",
+    "webUrl": "https://acme-shop.herokuapp.com/",
+    "domains": [
+        {"hostname": "www.acme-shop.example", "dnsTarget": "www-1.herokudns.com"},
+        {"hostname": "api.acme-shop.example", "dnsTarget": "api-1.herokudns.com"},
+    ],
+    "formation": {
+        "web": {"quantity": 3, "size": "Standard-2X"},
+        "worker": {"quantity": 2, "size": "Performance-L"},
+        "clock": {"quantity": 0, "size": "Standard-1X"},
+    },
+    "configVarNames": ["LOG_LEVEL", "RACK_ENV", "HEROKU_APP_NAME", *SECRET_VARS],
+    "plainConfigVars": {"RACK_ENV": "production", "LOG_LEVEL": "info", "HEROKU_APP_NAME": APP},
+    "secretConfigVars": SECRET_VARS,
+    "postgresPlan": "premium-4",
+    "postgresVersion": 16,
+    "postgresAddonName": "postgresql-x",
+    "followerAddonName": None,
+}
+
+
+def run_standby(
+    mocks: RecordingMocks, overrides: dict[str, Any] | None = None, live: dict[str, str] | None = None
+) -> None:
+    mocks.stack_outputs = dict(PRIMARY_OUTPUTS)
+    mocks.ssm_parameters = dict(live or {})
+    config = sample_config("standby")
+    config.update(overrides or {})
+    secret_keys = [k for k in config if k in ("standby:herokuApiKey", "standby:secretConfigOverrides")]
+    set_pulumi_config(config, secret_keys)
+    run_program(lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+
+
+def services(mocks: RecordingMocks, role: str = "standby") -> dict[str, Declared]:
+    return {
+        d.inputs["name"].removeprefix(f"{APP}-"): d
+        for d in mocks.of_type("aws:ecs/service:Service")
+        if d.name.startswith(role)
+    }
+
+
+def task_definitions(mocks: RecordingMocks, role: str = "standby") -> dict[str, Declared]:
+    return {
+        d.inputs["family"].removeprefix(f"{APP}-"): d
+        for d in mocks.of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if d.name.startswith(role)
+    }
+
+
+def test_every_process_type_gets_a_service_of_the_mapped_fargate_size(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    tasks = task_definitions(pulumi_mocks)
+    assert set(services(pulumi_mocks)) == {"web", "worker", "clock"}
+    assert (tasks["web"].inputs["cpu"], tasks["web"].inputs["memory"]) == ("512", "1024")  # Standard-2X
+    assert (tasks["worker"].inputs["cpu"], tasks["worker"].inputs["memory"]) == (
+        "8192",
+        "16384",
+    )  # Performance-L
+    assert (tasks["clock"].inputs["cpu"], tasks["clock"].inputs["memory"]) == ("256", "512")
+    assert json.loads(tasks["worker"].inputs["containerDefinitions"])[0]["entryPoint"] == [
+        "/cnb/process/worker"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "desired", "database_class"),
+    [
+        ("pilot-light", {"web": 0, "worker": 0, "clock": 0}, "db.t4g.small"),
+        ("warm", {"web": 1, "worker": 1, "clock": 0}, "db.r7g.xlarge"),
+        ("active", {"web": 3, "worker": 2, "clock": 0}, "db.r7g.xlarge"),
+    ],
+)
+def test_each_mode_gives_its_desired_counts_and_database(
+    pulumi_mocks: RecordingMocks, mode: str, desired: dict[str, int], database_class: str
+) -> None:
+    run_standby(pulumi_mocks, {"standby:mode": mode})
+    assert {t: int(s.inputs["desiredCount"]) for t, s in services(pulumi_mocks).items()} == desired
+    databases = [d for d in pulumi_mocks.of_type("aws:rds/instance:Instance") if d.region_role == "standby"]
+    assert [d.inputs["instanceClass"] for d in databases] == [database_class]
+    assert databases[0].inputs["multiAz"] is (mode != "pilot-light")  # premium is an HA tier
+    assert databases[0].inputs["engineVersion"] == "16"
+    assert databases[0].inputs["allocatedStorage"] == 768
+
+
+def test_the_live_mode_set_by_a_cutover_wins_over_the_config(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks, {"standby:mode": "warm"}, live={mode_parameter(APP): "active"})
+    assert {t: int(s.inputs["desiredCount"]) for t, s in services(pulumi_mocks).items()} == {
+        "web": 3,
+        "worker": 2,
+        "clock": 0,
+    }
+    records = [r for r in pulumi_mocks.of_type("aws:route53/record:Record") if r.name.startswith("dns-")]
+    assert {r.inputs["type"] for r in records} == {"A"}  # DNS stays on the load balancer
+    assert all(r.inputs["aliases"][0]["name"].endswith("elb.amazonaws.com") for r in records)
+
+
+def test_dns_points_at_heroku_with_a_60s_ttl_until_a_cutover(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    records = {
+        r.inputs["name"]: r.inputs
+        for r in pulumi_mocks.of_type("aws:route53/record:Record")
+        if r.name.startswith("dns-")
+    }
+    assert records["www.acme-shop.example"]["records"] == ["www-1.herokudns.com"]
+    assert records["www.acme-shop.example"]["ttl"] == 60
+    assert records["api.acme-shop.example"]["type"] == "CNAME"
+
+
+def test_failover_mode_declares_primary_and_secondary_records_following_an_alarm(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks, {"standby:dns": "failover"})
+    records = [
+        r.inputs for r in pulumi_mocks.of_type("aws:route53/record:Record") if r.name.startswith("dns-www")
+    ]
+    assert sorted(r["failoverRoutingPolicies"][0]["type"] for r in records) == ["PRIMARY", "SECONDARY"]
+    (check,) = [
+        h.inputs
+        for h in pulumi_mocks.of_type("aws:route53/healthCheck:HealthCheck")
+        if h.name.startswith("dns-")
+    ]
+    assert check["type"] == "CLOUDWATCH_METRIC"
+    assert check["cloudwatchAlarmName"] == f"{APP}-primary-in-service"
+    alarm = pulumi_mocks.named("dns-primary-in-service").inputs
+    assert alarm["treatMissingData"] == "ignore"
+
+
+def test_config_vars_become_one_secret_with_overrides_applied(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(
+        pulumi_mocks,
+        {
+            "standby:configOverrides": {"RACK_ENV": "standby"},
+            "standby:secretConfigOverrides": {"REDIS_URL": "redis://x"},
+        },
+    )
+    (settings,) = [
+        d
+        for d in pulumi_mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+        if d.name == "standby-region-services-settings-value"
+    ]
+    assert is_secret(settings.inputs["secretString"])
+    values = json.loads(unwrap(settings.inputs["secretString"]))
+    assert values["RACK_ENV"] == "standby"  # override
+    assert values["REDIS_URL"] == "redis://x"  # secret override
+    assert values["STRIPE_KEY"] == "sk-not-for-logs"  # mirrored secret
+    assert "HEROKU_APP_NAME" not in values and "DATABASE_URL" not in values  # must differ on AWS
+    web = json.loads(task_definitions(pulumi_mocks)["web"].inputs["containerDefinitions"])[0]
+    injected = {s["name"]: s["valueFrom"] for s in web["secrets"]}
+    assert set(injected) == {
+        "LOG_LEVEL",
+        "RACK_ENV",
+        "REDIS_URL",
+        "SECRET_KEY_BASE",
+        "STRIPE_KEY",
+        "DATABASE_URL",
+    }
+    assert injected["STRIPE_KEY"].endswith(":STRIPE_KEY::")
+    assert "sk-not-for-logs" not in json.dumps(web)
+
+
+def test_resources_exist_in_both_regions(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    providers = {
+        d.name: d.inputs.get("region") for d in pulumi_mocks.declared if d.typ == "pulumi:providers:aws"
+    }
+    assert providers == {"aws-standby": "us-east-2", "aws-second": "us-west-2", "aws-global": "us-east-1"}
+    for typ in (
+        "aws:s3/bucket:Bucket",
+        "aws:ec2/vpc:Vpc",
+        "aws:ecs/cluster:Cluster",
+        "aws:ssm/parameter:Parameter",
+        "aws:dynamodb/table:Table",
+    ):
+        assert {d.region_role for d in pulumi_mocks.of_type(typ)} >= {"standby", "second"}, typ
+    # The second region is ready but holds no database unless asked.
+    assert [d.region_role for d in pulumi_mocks.of_type("aws:rds/instance:Instance")] == ["standby"]
+    assert not [s for s in services(pulumi_mocks, "second").values() if int(s.inputs["desiredCount"])]
+
+
+def test_the_second_region_database_is_declared_when_configured(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks, {"standby:secondRegionDatabase": "true"})
+    assert sorted(d.region_role for d in pulumi_mocks.of_type("aws:rds/instance:Instance")) == [
+        "second",
+        "standby",
+    ]
+
+
+def test_the_manifest_holds_what_the_runbooks_need_in_both_regions(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    manifests = [
+        d
+        for d in pulumi_mocks.of_type("aws:ssm/parameter:Parameter")
+        if d.inputs["name"] == manifest_parameter(APP)
+    ]
+    assert sorted(d.region_role for d in manifests) == ["second", "standby"]
+    manifest = json.loads(unwrap(next(d for d in manifests if d.region_role == "standby").inputs["value"]))
+    for key in (
+        "backup_bucket",
+        "database_secret",
+        "cluster",
+        "services",
+        "lock_table",
+        "topic_arn",
+        "load_balancer_dns",
+        "hosted_zone_id",
+        "records",
+        "mode_parameter",
+        "backup_task_definition",
+        "subnets",
+        "rpo_seconds",
+    ):
+        assert manifest[key], key
+    assert manifest["schema_version"] == 1
+    assert manifest["services"] == {"web": f"{APP}-web", "worker": f"{APP}-worker", "clock": f"{APP}-clock"}
+    assert manifest["records"][0] == {
+        "hostname": "www.acme-shop.example",
+        "heroku_target": "www-1.herokudns.com",
+    }
+    text = json.dumps(manifest)
+    assert "mock-password-not-for-logs" not in text and "sk-not-for-logs" not in text
+
+
+def test_an_apex_domain_is_refused(pulumi_mocks: RecordingMocks) -> None:
+    outputs = dict(PRIMARY_OUTPUTS)
+    outputs["domains"] = [{"hostname": "acme-shop.example", "dnsTarget": "apex.herokudns.com"}]
+    with pytest.raises(
+        pulumi.RunError, match=r"acme-shop\.example is the zone apex.*Serve the app on a subdomain"
+    ):
+        run_standby_with(pulumi_mocks, outputs)
+
+
+def run_standby_with(mocks: RecordingMocks, outputs: dict[str, Any]) -> None:
+    config = sample_config("standby")
+    set_pulumi_config(config, [])
+    mocks.stack_outputs = outputs
+    run_program(lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
