@@ -195,14 +195,15 @@ def _assert_untouched(
     assert not [d for d in _databases(pg_server) if "__restoring_" in d]
 
 
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.95], ids=["table-of-contents", "middle", "end"])
 def test_a_flipped_byte_is_refused(
-    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str, where: float
 ) -> None:
     fingerprint = _fingerprint(in_use)
     _backup(source_url, store)
     _, dump = _latest(store)
     data = bytearray(dump.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    data[int(len(data) * where)] ^= 0x01
     dump.write_bytes(bytes(data))
     result = _restore(store, in_use)
     _assert_untouched(pg_server, in_use, fingerprint, result)

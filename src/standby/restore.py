@@ -314,6 +314,7 @@ def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupMa
         if result.returncode == 0:
             break
         if transfer.done and available <= wanted:
+            verify_transfer(transfer, manifest)  # an altered dump is the likelier, and more useful, diagnosis
             last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
             raise RestoreRefused(
                 f"{pg_restore.path} cannot read the archive of backup {manifest.backup_id}: {last}."
