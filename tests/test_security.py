@@ -1,0 +1,170 @@
+"""Security rules: they hold on the standby program, and each one can fail (fixtures that break it)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from standby.security_rules import (
+    RULES,
+    Declared,
+    buckets_are_locked_down,
+    databases_are_private_and_kept,
+    no_plaintext_secrets,
+    policies_grant_no_wildcard_actions,
+    validate_stack,
+)
+from tests.pulumi_harness import RecordingMocks
+from tests.test_standby_stack import SECRET_VARS, run_standby
+
+SECRETS = [
+    *SECRET_VARS.values(),
+    "mock-password-not-for-logs",
+    "heroku-key-not-for-logs",
+    "redis-secret-not-for-logs",
+]
+
+
+def _declared(mocks: RecordingMocks) -> list[Declared]:
+    return [Declared(d.typ, d.name, d.inputs) for d in mocks.declared]
+
+
+@pytest.mark.parametrize("mode", ["pilot-light", "warm", "active"])
+@pytest.mark.parametrize("dns", ["record", "failover"])
+def test_the_standby_program_passes_every_rule(pulumi_mocks: RecordingMocks, mode: str, dns: str) -> None:
+    run_standby(
+        pulumi_mocks,
+        {
+            "standby:mode": mode,
+            "standby:dns": dns,
+            "standby:herokuApiKey": "heroku-key-not-for-logs",
+            "standby:secretConfigOverrides": {"REDIS_URL": "redis-secret-not-for-logs"},
+        },
+    )
+    resources = _declared(pulumi_mocks)
+    assert len([r for r in resources if r.type == "aws:s3/bucket:Bucket"]) == 2
+    for name, rule in {**RULES, "no-plaintext-secrets": no_plaintext_secrets(SECRETS)}.items():
+        assert rule(resources) == [], name
+
+
+def _locked_bucket() -> list[Declared]:
+    policy = {"Statement": [{"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    return [
+        Declared("aws:s3/bucket:Bucket", "b", {"objectLockEnabled": True}),
+        Declared("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "e",
+                 {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]}),
+        Declared("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "p",
+                 {"blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True, "restrictPublicBuckets": True}),
+        Declared("aws:s3/bucketPolicy:BucketPolicy", "t", {"policy": json.dumps(policy)}),
+        Declared("aws:s3/bucketVersioning:BucketVersioning", "v", {"versioningConfiguration": {"status": "Enabled"}}),
+        Declared("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "l",
+                 {"rule": {"defaultRetention": {"mode": "GOVERNANCE", "days": 35}}}),
+    ]  # fmt: skip
+
+
+def _break(resources: list[Declared], type_suffix: str, props: dict[str, Any] | None) -> list[Declared]:
+    """Replace the props of the resource whose type ends with `type_suffix` (None: remove it)."""
+    changed = []
+    for r in resources:
+        if r.type.endswith(type_suffix):
+            if props is not None:
+                changed.append(Declared(r.type, r.name, props))
+        else:
+            changed.append(r)
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("suffix", "props", "message"),
+    [
+        (":Bucket", {"objectLockEnabled": False}, "object lock must be enabled"),
+        (":BucketServerSideEncryptionConfiguration", {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]}, "KMS encryption"),
+        (":BucketPublicAccessBlock", {"blockPublicAcls": True}, "public access block"),
+        (":BucketPolicy", {"policy": json.dumps({"Statement": []})}, "denying non-TLS"),
+        (":BucketVersioning", None, "versioning"),
+        (":BucketObjectLockConfiguration", {"rule": {}}, "lock retention"),
+    ],
+)  # fmt: skip
+def test_the_bucket_rule_catches_each_missing_protection(
+    suffix: str, props: dict[str, Any] | None, message: str
+) -> None:
+    assert buckets_are_locked_down(_locked_bucket()) == []
+    problems = buckets_are_locked_down(_break(_locked_bucket(), suffix, props))
+    assert len(problems) == 1 and message in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"storageEncrypted": False}, "encrypted"),
+        ({"publiclyAccessible": True}, "publicly accessible"),
+        ({"deletionProtection": False}, "deletion protection"),
+        ({"backupRetentionPeriod": 0}, "automated backups"),
+    ],
+)
+def test_the_database_rule_catches_each_unsafe_setting(change: dict[str, Any], message: str) -> None:
+    good = {
+        "storageEncrypted": True,
+        "publiclyAccessible": False,
+        "deletionProtection": True,
+        "backupRetentionPeriod": 7,
+    }
+    assert databases_are_private_and_kept([Declared("aws:rds/instance:Instance", "db", good)]) == []
+    (problem,) = databases_are_private_and_kept(
+        [Declared("aws:rds/instance:Instance", "db", {**good, **change})]
+    )
+    assert message in problem
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ({"Effect": "Allow", "Action": "*", "Resource": ["arn:x"]}, "wildcard action '*'"),
+        ({"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:x"]}, "wildcard action 's3:*'"),
+        (
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"},
+            "Resource '*' without a condition",
+        ),
+    ],
+)
+def test_the_iam_rule_catches_wildcards(statement: dict[str, Any], message: str) -> None:
+    allowed = {
+        "Effect": "Allow",
+        "Action": ["cloudwatch:PutMetricData"],
+        "Resource": ["*"],
+        "Condition": {"x": {}},
+    }
+    ok = Declared("aws:iam/rolePolicy:RolePolicy", "p", {"policy": json.dumps({"Statement": [allowed]})})
+    assert policies_grant_no_wildcard_actions([ok]) == []
+    bad = Declared("aws:iam/rolePolicy:RolePolicy", "p", {"policy": json.dumps({"Statement": [statement]})})
+    (problem,) = policies_grant_no_wildcard_actions([bad])
+    assert message in problem
+
+
+def test_the_secret_rule_catches_a_plain_value_and_accepts_a_secret_envelope() -> None:
+    rule = no_plaintext_secrets(["s3cr3t"])
+    plain = Declared(
+        "aws:ecs/taskDefinition:TaskDefinition", "t", {"containerDefinitions": '[{"environment": "s3cr3t"}]'}
+    )
+    envelope = Declared("aws:secretsmanager/secretVersion:SecretVersion", "v",
+                        {"secretString": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "s3cr3t"}})  # fmt: skip
+    assert rule([envelope]) == []
+    assert rule([plain]) == ["aws:ecs/taskDefinition:TaskDefinition t: a secret value in plain text"]
+
+
+def test_the_policy_pack_reports_every_violation() -> None:
+    resources = [
+        SimpleNamespace(resource_type=r.type, name=r.name, props=dict(r.props)) for r in _locked_bucket()
+    ]
+    resources.append(
+        SimpleNamespace(
+            resource_type="aws:rds/instance:Instance", name="db", props={"storageEncrypted": False}
+        )
+    )
+    reported: list[str] = []
+    validate_stack(SimpleNamespace(resources=resources), reported.append)
+    assert len(reported) == 4  # encryption, public access, deletion protection, backups
+    assert all(message.startswith("database db:") for message in reported)
