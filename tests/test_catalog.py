@@ -142,3 +142,16 @@ def test_database_names_stay_within_postgres_63_characters() -> None:
     plan = plan_restore(_catalog(), "a" * 63, now=T0)
     assert len(plan.new_database) <= 63 and plan.new_database.endswith("__restoring_abcdef")
     assert len(plan.previous_name) <= 63
+
+
+def test_backups_started_in_the_same_second_are_ordered_by_their_precise_start() -> None:
+    early, late = "20261122T100000Z-ffffff", "20261122T100000Z-000000"  # ids alone would sort the other way
+    manifest = _manifest(0)
+    complete = BackupManifest(
+        **{**manifest.__dict__, "backup_id": early, "started_at": T0.replace(microsecond=100)}
+    )
+    failure = {"started_at": T0.replace(microsecond=900).isoformat(), "error": "boom"}
+    catalog = build_catalog(
+        [f"{early}/manifest.json", f"{late}/failure.json"], {early: complete}, {late: failure}
+    )
+    assert [e.backup_id for e in catalog] == [early, late]

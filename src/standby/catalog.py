@@ -154,13 +154,24 @@ def build_catalog(
         started = backup_time(backup_id)
         if started is None:
             continue  # not ours
+        # The documents carry the start to the microsecond; the id only to the second.
         if backup_id in manifests:
-            entries.append(CatalogEntry(backup_id, BackupState.COMPLETE, started, manifests[backup_id]))
+            manifest = manifests[backup_id]
+            entries.append(CatalogEntry(backup_id, BackupState.COMPLETE, manifest.started_at, manifest))
         elif backup_id in failures:
-            entries.append(CatalogEntry(backup_id, BackupState.FAILED, started, failure=failures[backup_id]))
+            failure = failures[backup_id]
+            precise = _parse_time(failure.get("started_at")) or started
+            entries.append(CatalogEntry(backup_id, BackupState.FAILED, precise, failure=failure))
         else:
             entries.append(CatalogEntry(backup_id, BackupState.INCOMPLETE, started))
     return sorted(entries, key=lambda e: (e.started_at, e.backup_id))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def newest_complete(catalog: Iterable[CatalogEntry], before: datetime | None = None) -> CatalogEntry | None:
