@@ -1,0 +1,1 @@
+"""Runbooks: steps run under a lock, journaled, resumable, reported (the engine), and the runbooks."""

@@ -1,0 +1,160 @@
+"""The runbook engine: named steps, run under a lock, journaled so a crashed run resumes, reported.
+
+A step knows whether it is already done (`is_done`), what it would do (`plan`), how to do it
+idempotently (`apply`) and how to prove it worked (`verify`). A run:
+1. refuses to start over an unfinished run's journal unless told `resume` or `restart`;
+2. shows the plan, stops there on `dry_run`, and asks for confirmation unless `yes`;
+3. takes the lock (refused, exit 3, when another operator holds it);
+4. runs each step: skipped when the journal says it finished, recorded "already done" when its probe says
+   so, otherwise applied then verified, with its start and end journaled *before* and *after*;
+5. writes the report: each step's time and outcome, the RTO achieved, and what the steps measured.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from standby.errors import ConfigError, SafetyRefusal, StandbyError
+from standby.runbook.journal import Journal, JournalStore
+from standby.runbook.lock import Lock
+
+
+@dataclass
+class RunContext:
+    """What the steps of one run share: values they measure or hand to later steps (no secrets)."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    say: Callable[[str], None] = lambda _: None
+
+
+class Step(Protocol):
+    name: str
+
+    def is_done(self, ctx: RunContext) -> bool: ...
+    def plan(self, ctx: RunContext) -> str: ...
+    def apply(self, ctx: RunContext) -> None: ...
+    def verify(self, ctx: RunContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    yes: bool = False
+    resume: bool = False
+    restart: bool = False
+    owner: str = "operator"
+
+
+class StepFailed(StandbyError):
+    def __init__(self, step: str, reason: str, exit_code: int = 1) -> None:
+        super().__init__(f"step {step} failed: {reason}")
+        self.step = step
+        self.exit_code = exit_code
+
+
+Notify = Callable[[str, str], None]  # (subject, message)
+
+
+@dataclass
+class Runbook:
+    name: str
+    app: str
+    steps: list[Step]
+    journals: JournalStore
+    lock: Lock
+    notify: Notify = lambda subject, message: None
+
+    def run(
+        self, ctx: RunContext, options: RunOptions, confirm: Callable[[str], bool] = lambda _: False
+    ) -> Journal | None:
+        """Run the steps; returns the journal (None for a dry run or when the operator declines)."""
+        if options.resume and options.restart:
+            raise ConfigError(["--resume and --restart contradict each other: choose one."])
+        unfinished = self.journals.load(self.app, self.name)
+        if unfinished is not None and not unfinished.finished and not (options.resume or options.restart):
+            raise SafetyRefusal(
+                f"an unfinished {self.name} run ({unfinished.run_id}, started {unfinished.started_at}) is in the "
+                f"journal. Pass --resume to continue it (done steps are skipped), or --restart to start over."
+            )
+        journal = (
+            unfinished
+            if options.resume and unfinished is not None and not unfinished.finished
+            else Journal.new(
+                self.app, self.name, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+            )
+        )
+        ctx.facts.update(journal.facts)
+        ctx.say(
+            f"{self.name} for {self.app}: {'resuming run ' + journal.run_id if journal.steps else 'plan'}"
+        )
+        for line in self.describe(ctx, journal):
+            ctx.say(line)
+        if options.dry_run:
+            return None
+        if not options.yes and not confirm(f"Run {self.name} for {self.app}?"):
+            ctx.say("aborted; nothing was changed.")
+            return None
+
+        self.lock.acquire(f"{self.app}/{self.name}", options.owner)
+        try:
+            self.journals.save(journal)
+            self.notify(
+                f"{self.name} started",
+                f"{self.name} for {self.app} started by {options.owner} (run {journal.run_id})",
+            )
+            for step in self.steps:
+                self._run_step(step, ctx, journal)
+            journal.finish("succeeded", ctx.facts)
+            self.journals.save(journal)
+            self.notify(
+                f"{self.name} finished", f"{self.name} for {self.app} succeeded (run {journal.run_id})"
+            )
+            return journal
+        finally:
+            self.lock.release(f"{self.app}/{self.name}", options.owner)
+
+    def describe(self, ctx: RunContext, journal: Journal) -> list[str]:
+        lines = []
+        for i, step in enumerate(self.steps, start=1):
+            record = journal.record(step.name)
+            if record is not None and record.outcome in ("done", "already done"):
+                lines.append(f"  {i:>2}. {step.name:<22} done in this run already: skipped")
+            else:
+                lines.append(f"  {i:>2}. {step.name:<22} {step.plan(ctx)}")
+        return lines
+
+    def _run_step(self, step: Step, ctx: RunContext, journal: Journal) -> None:
+        record = journal.record(step.name)
+        if record is not None and record.outcome in ("done", "already done"):
+            ctx.say(f"- {step.name}: done in run {journal.run_id} already; skipped")
+            return
+        started = time.time()
+        journal.start(step.name, started)
+        self.journals.save(journal)  # before the side effect: a crash from here on is visible on resume
+        try:
+            if step.is_done(ctx):
+                outcome = "already done"
+                ctx.say(f"- {step.name}: already done")
+            else:
+                ctx.say(f"- {step.name}: {step.plan(ctx)}")
+                step.apply(ctx)
+                outcome = "done"
+            step.verify(ctx)
+        except BaseException as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, Exception):
+                journal.end(step.name, time.time(), "failed", reason, ctx.facts)
+                self.journals.save(journal)
+                self.notify(
+                    f"{self.name} failed", f"{self.name} for {self.app}: step {step.name} failed: {reason}"
+                )
+                code = exc.exit_code if isinstance(exc, StandbyError) else 1
+                raise StepFailed(step.name, reason, code) from exc
+            raise  # KeyboardInterrupt: the journal keeps the step as started; --resume runs it again
+        journal.end(step.name, time.time(), outcome, "", ctx.facts)
+        self.journals.save(journal)

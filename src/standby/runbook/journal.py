@@ -1,0 +1,107 @@
+"""The journal of a runbook run: each step's start, end and outcome, saved locally and in the store.
+
+The local copy survives a lost network; the copy in the standby region's bucket survives a lost laptop.
+Both hold names, times and measured facts only; never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from standby.backup_store import BackupStore
+
+
+@dataclass
+class StepRecord:
+    name: str
+    started: float
+    ended: float | None = None
+    outcome: str = "started"  # started, done, already done, failed
+    detail: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+
+@dataclass
+class Journal:
+    app: str
+    runbook: str
+    run_id: str
+    started_at: str
+    steps: list[StepRecord] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+    outcome: str = "running"
+
+    @classmethod
+    def new(cls, app: str, runbook: str, run_id: str) -> Journal:
+        return cls(app, runbook, run_id, datetime.now(UTC).isoformat())
+
+    def record(self, name: str) -> StepRecord | None:
+        return next((r for r in self.steps if r.name == name), None)
+
+    def start(self, name: str, at: float) -> None:
+        record = self.record(name)
+        if record is None:
+            self.steps.append(StepRecord(name, at))
+        else:  # a resumed step: started again
+            record.started, record.ended, record.outcome, record.detail = at, None, "started", ""
+
+    def end(self, name: str, at: float, outcome: str, detail: str, facts: dict[str, Any]) -> None:
+        record = self.record(name)
+        assert record is not None
+        record.ended, record.outcome, record.detail = at, outcome, detail
+        self.facts = dict(facts)
+
+    def finish(self, outcome: str, facts: dict[str, Any]) -> None:
+        self.finished, self.outcome, self.facts = True, outcome, dict(facts)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Journal:
+        steps = [StepRecord(**s) for s in doc.get("steps", [])]
+        return cls(**{**doc, "steps": steps})
+
+
+@dataclass(frozen=True)
+class JournalStore:
+    """Where journals live: `<folder>/<app>-<runbook>.json` and, if given, the store's `runbooks/...`."""
+
+    folder: Path
+    store: BackupStore | None = None
+
+    def _local(self, app: str, runbook: str) -> Path:
+        return self.folder / f"{app}-{runbook}.json"
+
+    @staticmethod
+    def _key(app: str, runbook: str) -> str:
+        return f"runbooks/{app}/{runbook}/current.json"
+
+    def save(self, journal: Journal) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        local = self._local(journal.app, journal.runbook)
+        temporary = local.with_suffix(".tmp")
+        temporary.write_text(json.dumps(journal.to_json(), indent=2))
+        temporary.replace(local)  # atomic: a crash never leaves half a journal
+        if self.store is not None:
+            self.store.put_json(self._key(journal.app, journal.runbook), journal.to_json())
+
+    def load(self, app: str, runbook: str) -> Journal | None:
+        """The newest journal of this runbook: local copy, or the store's if newer or the only one."""
+        candidates = []
+        local = self._local(app, runbook)
+        if local.is_file():
+            candidates.append(Journal.from_json(json.loads(local.read_text())))
+        if self.store is not None:
+            remote = self.store.get_json(self._key(app, runbook))
+            if remote:
+                candidates.append(Journal.from_json(remote))
+        return max(candidates, key=lambda j: (j.started_at, len(j.steps)), default=None)

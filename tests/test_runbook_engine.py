@@ -1,0 +1,186 @@
+"""The runbook engine with toy steps: confirmation, dry run, lock, journal, resume, report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from standby.backup_store import S3Store
+from standby.errors import ConfigError, SafetyRefusal
+from standby.runbook.engine import Runbook, RunContext, RunOptions, StepFailed
+from standby.runbook.journal import JournalStore
+from standby.runbook.lock import DynamoDbLock, LockHeld
+from standby.runbook.report import report_json, report_markdown
+from tests.servers import AWS_TEST_ENV
+
+
+@dataclass
+class ToyStep:
+    """A step with a visible side effect: it counts its applies, and may be told to crash once."""
+
+    name: str
+    world: Counter[str]
+    crash: list[str] = field(default_factory=list)  # "apply" -> raises KeyboardInterrupt once
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return self.world[f"{self.name}:state"] > 0
+
+    def plan(self, ctx: RunContext) -> str:
+        return f"would do {self.name}"
+
+    def apply(self, ctx: RunContext) -> None:
+        if "apply" in self.crash:
+            self.crash.remove("apply")
+            raise KeyboardInterrupt  # the process dies mid-step
+        self.world[f"{self.name}:applies"] += 1
+        self.world[f"{self.name}:state"] = 1
+        ctx.facts[self.name] = "ok"
+
+    def verify(self, ctx: RunContext) -> None:
+        if self.world[f"{self.name}:broken"]:
+            raise SafetyRefusal(f"{self.name} did not take effect")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="locks",
+            KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("s3").create_bucket(
+            Bucket="journal-bucket", CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+        )
+        yield
+
+
+@pytest.fixture
+def world() -> Counter[str]:
+    return Counter()
+
+
+def _runbook(world: Counter[str], tmp_path: Path, crash_in: str = "") -> Runbook:
+    steps = [ToyStep(n, world, ["apply"] if n == crash_in else []) for n in ("fence", "restore", "switch")]
+    return Runbook(
+        "cutover",
+        "acme",
+        steps,
+        JournalStore(tmp_path / "journal", S3Store("journal-bucket")),
+        DynamoDbLock("locks"),
+    )
+
+
+def test_a_run_applies_each_step_once_and_reports(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    journal = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    assert journal is not None
+    assert [world[f"{n}:applies"] for n in ("fence", "restore", "switch")] == [1, 1, 1]
+    report = report_json(journal)
+    assert [s["name"] for s in report["steps"]] == ["fence", "restore", "switch"]
+    assert all(s["outcome"] == "done" and s["start"] and s["end"] for s in report["steps"])
+    assert report["outcome"] == "succeeded" and report["rto_seconds"] >= 0
+    assert "| restore | done |" in report_markdown(journal)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    said: list[str] = []
+    assert _runbook(world, tmp_path).run(RunContext(say=said.append), RunOptions(dry_run=True)) is None
+    assert any("would do restore" in line for line in said)
+    assert sum(world.values()) == 0
+    assert not (tmp_path / "journal").exists()
+
+
+def test_declining_the_confirmation_changes_nothing(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    asked: list[str] = []
+    result = _runbook(world, tmp_path).run(
+        RunContext(), RunOptions(), confirm=lambda q: asked.append(q) or False
+    )
+    assert result is None and asked == ["Run cutover for acme?"]
+    assert sum(world.values()) == 0
+
+
+def test_a_held_lock_refuses_and_touches_nothing(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    DynamoDbLock("locks").acquire("acme/cutover", "alice")
+    with pytest.raises(LockHeld, match="locked by alice since") as raised:
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, owner="bob"))
+    assert raised.value.exit_code == 3
+    assert sum(world.values()) == 0
+
+
+def test_a_crashed_run_must_be_resumed_or_restarted(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _runbook(world, tmp_path, crash_in="restore").run(RunContext(), RunOptions(yes=True))
+    with pytest.raises(SafetyRefusal, match=r"unfinished cutover run .* Pass --resume"):
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    with pytest.raises(ConfigError, match="contradict"):
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, restart=True))
+
+
+def test_resume_skips_finished_steps_and_never_repeats_a_side_effect(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _runbook(world, tmp_path, crash_in="restore").run(RunContext(), RunOptions(yes=True))
+    said: list[str] = []
+    journal = _runbook(world, tmp_path).run(RunContext(say=said.append), RunOptions(yes=True, resume=True))
+    assert journal is not None and journal.outcome == "succeeded"
+    assert [world[f"{n}:applies"] for n in ("fence", "restore", "switch")] == [1, 1, 1]
+    assert "- fence: done in run" in "\n".join(said) and "skipped" in "\n".join(said)
+    assert journal.facts == {"fence": "ok", "restore": "ok", "switch": "ok"}  # facts survive the crash
+
+
+def test_a_step_done_outside_the_run_is_recorded_as_already_done(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    world["fence:state"] = 1  # an operator fenced by hand
+    journal = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    assert journal is not None
+    assert journal.steps[0].outcome == "already done" and world["fence:applies"] == 0
+
+
+def test_a_failed_verification_stops_the_run_and_keeps_the_exit_code(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    world["restore:broken"] = 1
+    with pytest.raises(StepFailed, match="step restore failed: restore did not take effect") as raised:
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    assert raised.value.exit_code == 3
+    assert world["switch:applies"] == 0
+    saved = json.loads((tmp_path / "journal" / "acme-cutover.json").read_text())
+    assert [(s["name"], s["outcome"]) for s in saved["steps"]] == [("fence", "done"), ("restore", "failed")]
+    # The lock was released: a fixed run can start.
+    del world["restore:broken"]
+    assert _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True)) is not None
+
+
+def test_the_journal_is_kept_in_the_bucket_too(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    remote = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket="journal-bucket", Key="runbooks/acme/cutover/current.json")["Body"]
+        .read()
+    )
+    assert remote["finished"] is True and len(remote["steps"]) == 3
+
+
+def test_the_owner_of_a_crashed_run_can_resume_it_under_its_own_lock(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _runbook(world, tmp_path, crash_in="switch").run(RunContext(), RunOptions(yes=True, owner="alice"))
+    DynamoDbLock("locks").acquire("acme/cutover", "alice")  # as if the process died holding it
+    with pytest.raises(LockHeld):
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="bob"))
+    journal = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="alice"))
+    assert journal is not None and world["switch:applies"] == 1
