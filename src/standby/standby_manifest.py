@@ -7,14 +7,14 @@ Schema-versioned JSON; it holds names, never secret values.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from standby.errors import ConfigError
-from standby.names import manifest_parameter
+from standby.names import manifest_parameter, mode_parameter
 
 SCHEMA_VERSION: Final = 1
 
@@ -31,11 +31,36 @@ class StandbyManifest:
     backup_bucket: str
     backup_prefix: str = "backups"
     metrics_namespace: str = "Standby"
-    database_secret: str | None = (
-        None  # Secrets Manager id of the standby's DATABASE_URL (the value stays there)
-    )
+    # Secrets Manager id of the standby's DATABASE_URL: the value stays there, never in the manifest.
+    database_secret: str | None = None
     sanity_sql: tuple[str, ...] = ()  # queries a restore must see return true before it switches
+    second_region: str | None = None
+    mode_parameter: str = ""
+    lock_table: str | None = None
+    topic_arn: str | None = None
+    cluster: str | None = None
+    services: dict[str, str] = field(default_factory=dict)  # process type -> ECS service name
+    backup_task_definition: str | None = None
+    subnets: tuple[str, ...] = ()
+    task_security_group: str | None = None
+    database_instance: str | None = None
+    load_balancer_dns: str | None = None
+    load_balancer_zone_id: str | None = None
+    target_group_arn: str | None = None
+    health_url: str | None = None  # set for a standby checked directly over HTTP (the local rehearsal)
+    hosted_zone_id: str | None = None
+    dns_mode: str = "record"
+    records: tuple[dict[str, str], ...] = ()  # {"hostname", "heroku_target"}
+    failover_alarm: str | None = None
+    failover_metric: str = "PrimaryInService"
+    health_check_path: str = "/health"
+    rpo_seconds: int = 900
+    rto_seconds: int = 900
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.mode_parameter:
+            object.__setattr__(self, "mode_parameter", mode_parameter(self.app))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -1,0 +1,151 @@
+"""A standby as `pulumi up -s standby` would leave it, created through the AWS APIs of any endpoint
+(moto's server for the tests and the local rehearsal): the bucket, the lock table, the database secret,
+the live mode, the ECS services, the hosted zone with its records pointing at Heroku, the topic, the
+failover alarm, and the standby manifest naming all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3.session
+
+from standby.names import manifest_parameter, mode_parameter
+from standby.standby_manifest import StandbyManifest
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    app: str
+    region: str
+    database_url: str  # the standby's DATABASE_URL (goes into Secrets Manager, not the manifest)
+    zone: str
+    records: dict[str, str]  # hostname -> Heroku DNS target
+    formation: dict[str, int]  # process type -> the primary's dyno count
+    load_balancer_dns: str
+    health_url: str | None = None
+    dns_mode: str = "record"
+    mode: str = "warm"
+    sanity_sql: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def build_standby_world(spec: WorldSpec) -> StandbyManifest:
+    def client(service: str) -> Any:
+        return boto3.session.Session(region_name=spec.region).client(service)  # type: ignore[call-overload]
+
+    app = spec.app
+    bucket = f"{app}-backups-{spec.region}"
+    s3 = client("s3")
+    s3.create_bucket(
+        Bucket=bucket,
+        CreateBucketConfiguration={"LocationConstraint": spec.region},
+        ObjectLockEnabledForBucket=True,
+    )
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    lock_table = f"{app}-standby-locks"
+    client("dynamodb").create_table(
+        TableName=lock_table,
+        KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    secret = client("secretsmanager").create_secret(
+        Name=f"standby/{app}/database-url", SecretString=spec.database_url
+    )
+    client("ssm").put_parameter(Name=mode_parameter(app), Value=spec.mode, Type="String", Overwrite=True)
+    topic = client("sns").create_topic(Name=f"{app}-standby-runbooks")["TopicArn"]
+
+    # ECS services need a network to be created, as on AWS.
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.128.0/20")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"{app}-services", Description="services", VpcId=vpc)[
+        "GroupId"
+    ]
+    ecs = client("ecs")
+    cluster = f"{app}-standby"
+    ecs.create_cluster(clusterName=cluster)
+    services: dict[str, str] = {}
+    for kind, quantity in spec.formation.items():
+        family = f"{app}-{kind}"
+        ecs.register_task_definition(
+            family=family,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": kind, "image": f"{app}:latest", "essential": True}],
+        )
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=family,
+            taskDefinition=family,
+            desiredCount=1 if spec.mode == "warm" and quantity else 0,
+            launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+        )
+        services[kind] = family
+
+    route53 = client("route53")
+    zone_id = route53.create_hosted_zone(Name=spec.zone, CallerReference=f"{app}-{spec.zone}")["HostedZone"][
+        "Id"
+    ]
+    zone_id = zone_id.split("/")[-1]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": host,
+                        "Type": "CNAME",
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": target}],
+                    },
+                }
+                for host, target in spec.records.items()
+            ]
+        },
+    )
+    failover_alarm = None
+    if spec.dns_mode == "failover":
+        failover_alarm = f"{app}-primary-in-service"
+        client("cloudwatch").put_metric_alarm(
+            AlarmName=failover_alarm,
+            Namespace="Standby",
+            MetricName="PrimaryInService",
+            Dimensions=[{"Name": "App", "Value": app}],
+            Statistic="Minimum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="ignore",
+        )
+    manifest = StandbyManifest(
+        app=app,
+        region=spec.region,
+        backup_bucket=bucket,
+        database_secret=secret["ARN"],
+        sanity_sql=spec.sanity_sql,
+        lock_table=lock_table,
+        topic_arn=topic,
+        cluster=cluster,
+        services=services,
+        subnets=(subnet,),
+        task_security_group=group,
+        load_balancer_dns=spec.load_balancer_dns,
+        load_balancer_zone_id="Z35SXDOTRQ7X7K",
+        health_url=spec.health_url,
+        hosted_zone_id=zone_id,
+        dns_mode=spec.dns_mode,
+        records=tuple({"hostname": h, "heroku_target": t} for h, t in spec.records.items()),
+        failover_alarm=failover_alarm,
+    )
+    client("ssm").put_parameter(
+        Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True
+    )
+    return manifest

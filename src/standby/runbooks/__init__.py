@@ -1,0 +1,1 @@
+"""The runbooks: each a list of steps for `standby.runbook.engine`."""

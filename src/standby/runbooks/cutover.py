@@ -1,0 +1,457 @@
+"""The cutover from Heroku to the AWS standby (DESIGN.md §4), as runbook steps.
+
+preflight -> assess the primary -> fence it -> final backup (if its database answers) -> scale the
+standby -> restore (skipped when restore-ahead already holds the newest backup) -> verify the data ->
+wait for healthy services -> switch DNS -> verify the records. Every step is idempotent and knows when it
+is already done, so a crashed cutover resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import boto3.session
+
+from standby import catalog
+from standby.backup import BackupFailed, BackupRequest, run_backup
+from standby.backup_store import BackupStore
+from standby.errors import SafetyRefusal
+from standby.heroku_api import HerokuClient, HerokuUnreachable
+from standby.pg_tools import PgTool
+from standby.pg_url import Database, parse_database_url
+from standby.restore import RestoreRequest, execute_restore, plan_restore, read_marker, verify_counts
+from standby.runbook.engine import RunContext, Step
+from standby.standby_manifest import StandbyManifest, read_database_url
+
+HEALTH_TIMEOUT: Final = 300.0  # seconds for the standby's web tasks to turn healthy
+MAINTENANCE_DB: Final = "postgres"
+
+
+@dataclass
+class CutoverEnv:
+    """What the cutover's steps work with; built once by the command from the standby manifest."""
+
+    manifest: StandbyManifest
+    heroku: HerokuClient
+    store: BackupStore
+    pg_dump: PgTool
+    pg_restore: PgTool
+    primary_unreachable: bool = False
+    health_timeout: float = HEALTH_TIMEOUT
+    jobs: int = 2
+
+    @property
+    def app(self) -> str:
+        return self.manifest.app
+
+    def client(self, service: str) -> Any:
+        session = boto3.session.Session(region_name=self.manifest.region)
+        return session.client(service)  # type: ignore[call-overload]
+
+    def standby_database(self) -> Database:
+        return parse_database_url(
+            read_database_url(self.manifest, self.manifest.region), "standby database URL"
+        )
+
+
+class Preflight:
+    name = "preflight"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return "started_at" in ctx.facts
+
+    def plan(self, ctx: RunContext) -> str:
+        return f"check the manifest, the backups in {self.env.store.describe()} and the standby database"
+
+    def apply(self, ctx: RunContext) -> None:
+        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        newest = catalog.newest_complete(entries)
+        if newest is None or newest.manifest is None:
+            raise SafetyRefusal(
+                f"no complete backup of {self.env.app} in {self.env.store.describe()}: nothing to restore."
+            )
+        self.env.standby_database()  # the secret must be readable before anything is fenced
+        now = datetime.now(UTC)
+        ctx.facts["started_at"] = now.isoformat()
+        ctx.facts["newest_backup"] = newest.backup_id
+        ctx.facts["newest_backup_age_seconds"] = round(newest.age(now), 1)
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class AssessPrimary:
+    name = "assess_primary"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return "primary_reachable" in ctx.facts
+
+    def plan(self, ctx: RunContext) -> str:
+        return f"ask the Heroku API about {self.env.app}"
+
+    def apply(self, ctx: RunContext) -> None:
+        try:
+            self.env.heroku.app(self.env.app)
+            ctx.facts["primary_reachable"] = True
+        except HerokuUnreachable as exc:
+            if not self.env.primary_unreachable:
+                raise SafetyRefusal(
+                    f"{exc} A primary that still takes writes while the standby does is a split brain: "
+                    "nothing was changed. If you have made sure Heroku is down (or accept the risk), run again "
+                    "with --primary-unreachable."
+                ) from None
+            ctx.say("  Heroku does not answer; continuing because --primary-unreachable was given")
+            ctx.facts["primary_reachable"] = False
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class FencePrimary:
+    name = "fence_primary"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def is_done(self, ctx: RunContext) -> bool:
+        if not ctx.facts.get("primary_reachable"):
+            return True  # nothing to fence through an API that does not answer
+        app = self.env.heroku.app(self.env.app)
+        return bool(app.get("maintenance")) and all(
+            p["quantity"] == 0 for p in self.env.heroku.formation(self.env.app)
+        )
+
+    def plan(self, ctx: RunContext) -> str:
+        return "Heroku maintenance mode on, every dyno to zero"
+
+    def apply(self, ctx: RunContext) -> None:
+        heroku, app = self.env.heroku, self.env.app
+        if "primary_formation" not in ctx.facts:  # read before scaling: the standby and failback need it
+            ctx.facts["primary_formation"] = {p["type"]: p["quantity"] for p in heroku.formation(app)}
+        heroku.set_maintenance(app, True)
+        heroku.scale(app, {kind: 0 for kind in ctx.facts["primary_formation"]})
+        ctx.facts["fenced_at"] = datetime.now(UTC).isoformat()
+
+    def verify(self, ctx: RunContext) -> None:
+        if ctx.facts.get("primary_reachable") and not self.is_done(ctx):
+            raise SafetyRefusal("Heroku still runs dynos or is out of maintenance mode after fencing.")
+
+
+class FinalBackup:
+    name = "final_backup"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return "final_backup" in ctx.facts or not ctx.facts.get("primary_reachable")
+
+    def plan(self, ctx: RunContext) -> str:
+        return "back up the fenced primary database, if it answers (RPO close to zero)"
+
+    def apply(self, ctx: RunContext) -> None:
+        url = self.env.heroku.config_vars(self.env.app).get("DATABASE_URL")
+        if not url:
+            ctx.facts["final_backup"] = None
+            return
+        try:
+            manifest = run_backup(
+                BackupRequest(
+                    self.env.app,
+                    parse_database_url(url),
+                    self.env.store,
+                    self.env.pg_dump,
+                    self.env.manifest.backup_prefix,
+                )
+            )
+        except BackupFailed as exc:
+            if exc.phase != "connecting to the source database":
+                raise
+            ctx.say(f"  the primary database does not answer ({exc.reason}); the newest backup will be used")
+            ctx.facts["final_backup"] = None
+            return
+        ctx.facts["final_backup"] = manifest.backup_id
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class ScaleStandby:
+    name = "scale_standby"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def _wanted(self, ctx: RunContext) -> dict[str, int]:
+        formation = ctx.facts.get("primary_formation") or {}
+        return {kind: int(formation.get(kind, 1)) for kind in self.env.manifest.services}
+
+    def is_done(self, ctx: RunContext) -> bool:
+        ssm = self.env.client("ssm")
+        mode = ssm.get_parameter(Name=self.env.manifest.mode_parameter)["Parameter"]["Value"]
+        return bool(mode == "active" and self._current(ctx) == self._wanted(ctx))
+
+    def _current(self, ctx: RunContext) -> dict[str, int]:
+        manifest = self.env.manifest
+        names = list(manifest.services.values())
+        if not names:
+            return {}
+        found = self.env.client("ecs").describe_services(cluster=manifest.cluster, services=names)["services"]
+        by_name = {s["serviceName"]: int(s["desiredCount"]) for s in found}
+        return {kind: by_name.get(name, -1) for kind, name in manifest.services.items()}
+
+    def plan(self, ctx: RunContext) -> str:
+        return "mode active; ECS services to the primary's dyno counts"
+
+    def apply(self, ctx: RunContext) -> None:
+        manifest = self.env.manifest
+        # The live mode first: a `pulumi up` from now on keeps the standby active and DNS on AWS.
+        self.env.client("ssm").put_parameter(
+            Name=manifest.mode_parameter, Value="active", Type="String", Overwrite=True
+        )
+        ecs = self.env.client("ecs")
+        for kind, count in self._wanted(ctx).items():
+            ecs.update_service(cluster=manifest.cluster, service=manifest.services[kind], desiredCount=count)
+
+    def verify(self, ctx: RunContext) -> None:
+        if self._current(ctx) != self._wanted(ctx):
+            raise SafetyRefusal(f"ECS desired counts are {self._current(ctx)}, not {self._wanted(ctx)}.")
+
+
+class Restore:
+    name = "restore"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def _newest(self) -> catalog.CatalogEntry:
+        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        return catalog.select_backup(entries)
+
+    def is_done(self, ctx: RunContext) -> bool:
+        target = self.env.standby_database()
+        marker = read_marker(target.with_dbname(MAINTENANCE_DB), target.dbname)
+        newest = self._newest()
+        return marker is not None and marker.backup_id == newest.backup_id
+
+    def plan(self, ctx: RunContext) -> str:
+        return "restore the newest backup into the standby database (skipped if restore-ahead holds it)"
+
+    def apply(self, ctx: RunContext) -> None:
+        target = self.env.standby_database()
+        server = target.with_dbname(MAINTENANCE_DB)
+        plan = plan_restore([self._newest()], target.dbname, now=datetime.now(UTC))
+        report = execute_restore(
+            plan,
+            RestoreRequest(
+                self.env.store,
+                server,
+                target.dbname,
+                self.env.pg_restore,
+                self.env.jobs,
+                self.env.manifest.sanity_sql,
+            ),
+            progress=lambda line: ctx.say(f"  {line}"),
+        )
+        ctx.facts["restore_seconds"] = round(sum(report.phases.values()), 1)
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class VerifyData:
+    name = "verify_data"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return bool(ctx.facts.get("verified"))
+
+    def plan(self, ctx: RunContext) -> str:
+        return "every table's row count against the restored backup's manifest"
+
+    def apply(self, ctx: RunContext) -> None:
+        target = self.env.standby_database()
+        marker = read_marker(target.with_dbname(MAINTENANCE_DB), target.dbname)
+        if marker is None:
+            raise SafetyRefusal(
+                "the standby database carries no restore marker: it was not restored by standby."
+            )
+        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        backup = catalog.select_backup(entries, marker.backup_id)
+        assert backup.manifest is not None
+        verify_counts(target, backup.manifest.tables)
+        lost_from = datetime.fromisoformat(ctx.facts.get("fenced_at") or ctx.facts["started_at"])
+        ctx.facts["verified"] = True
+        ctx.facts["restored_backup"] = marker.backup_id
+        ctx.facts["rpo_seconds"] = round(max(0.0, (lost_from - marker.snapshot_at).total_seconds()), 1)
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class WaitHealthy:
+    name = "wait_healthy"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def _healthy(self) -> bool:
+        manifest = self.env.manifest
+        if manifest.health_url:
+            try:
+                with urllib.request.urlopen(manifest.health_url, timeout=5) as answer:
+                    return bool(200 <= answer.status < 400)
+            except OSError:
+                return False
+        if not manifest.target_group_arn:
+            return False
+        health = self.env.client("elbv2").describe_target_health(TargetGroupArn=manifest.target_group_arn)
+        return any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return self._healthy()
+
+    def plan(self, ctx: RunContext) -> str:
+        return f"wait up to {self.env.health_timeout:.0f} s for the web service to answer its health check"
+
+    def apply(self, ctx: RunContext) -> None:
+        deadline = time.monotonic() + self.env.health_timeout
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                raise SafetyRefusal(
+                    f"the standby's web service is not healthy after {self.env.health_timeout:.0f} s; DNS was not "
+                    "switched. Check the ECS service's events and logs, then --resume."
+                )
+            time.sleep(2)
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class SwitchDns:
+    name = "switch_dns"
+
+    def __init__(self, env: CutoverEnv) -> None:
+        self.env = env
+
+    def _records(self) -> dict[str, dict[str, Any]]:
+        manifest = self.env.manifest
+        route53 = self.env.client("route53")
+        found: dict[str, dict[str, Any]] = {}
+        for record in manifest.records:
+            name = record["hostname"].rstrip(".") + "."
+            answer = route53.list_resource_record_sets(
+                HostedZoneId=manifest.hosted_zone_id, StartRecordName=name, MaxItems="5"
+            )
+            for item in answer["ResourceRecordSets"]:
+                if item["Name"] == name and item["Type"] in ("CNAME", "A"):
+                    found[record["hostname"]] = item
+        return found
+
+    def _on_aws(self, item: dict[str, Any] | None) -> bool:
+        target = str((item or {}).get("AliasTarget", {}).get("DNSName", "")).rstrip(".").lower()
+        return target == (self.env.manifest.load_balancer_dns or "").rstrip(".").lower()
+
+    def is_done(self, ctx: RunContext) -> bool:
+        manifest = self.env.manifest
+        if manifest.dns_mode == "failover":
+            alarms = self.env.client("cloudwatch").describe_alarms(AlarmNames=[manifest.failover_alarm])[
+                "MetricAlarms"
+            ]
+            return bool(alarms) and alarms[0]["StateValue"] == "ALARM"
+        records = self._records()
+        return all(self._on_aws(records.get(r["hostname"])) for r in manifest.records)
+
+    def plan(self, ctx: RunContext) -> str:
+        if self.env.manifest.dns_mode == "failover":
+            return "drive the failover alarm: Route 53 answers with the AWS records (no control-plane call)"
+        return (
+            f"one change batch: {len(self.env.manifest.records)} record(s) from Heroku to the load balancer"
+        )
+
+    def apply(self, ctx: RunContext) -> None:
+        manifest = self.env.manifest
+        if manifest.dns_mode == "failover":
+            cloudwatch = self.env.client("cloudwatch")
+            cloudwatch.put_metric_data(
+                Namespace="Standby",
+                MetricData=[
+                    {
+                        "MetricName": manifest.failover_metric,
+                        "Dimensions": [{"Name": "App", "Value": self.env.app}],
+                        "Value": 0.0,
+                    }
+                ],
+            )
+            cloudwatch.set_alarm_state(
+                AlarmName=manifest.failover_alarm,
+                StateValue="ALARM",
+                StateReason=f"cutover of {self.env.app}",
+            )
+            return
+        records = self._records()
+        changes = []
+        for record in manifest.records:
+            current = records.get(record["hostname"])
+            if self._on_aws(current):
+                continue
+            if current is not None:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": current})
+            changes.append(
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": record["hostname"],
+                        "Type": "A",
+                        "AliasTarget": {
+                            "HostedZoneId": manifest.load_balancer_zone_id,
+                            "DNSName": manifest.load_balancer_dns,
+                            "EvaluateTargetHealth": True,
+                        },
+                    },
+                }
+            )
+        if not changes:
+            return
+        route53 = self.env.client("route53")
+        # One batch: every name moves at once, or none does.
+        change = route53.change_resource_record_sets(
+            HostedZoneId=manifest.hosted_zone_id,
+            ChangeBatch={"Comment": f"standby cutover of {self.env.app}", "Changes": changes},
+        )["ChangeInfo"]
+        deadline = time.monotonic() + 300
+        while change["Status"] != "INSYNC" and time.monotonic() < deadline:
+            time.sleep(2)
+            change = route53.get_change(Id=change["Id"])["ChangeInfo"]
+        ctx.facts["dns_change"] = change["Id"]
+
+    def verify(self, ctx: RunContext) -> None:
+        if not self.is_done(ctx):
+            raise SafetyRefusal("the DNS records do not point at the standby after the switch.")
+        ctx.facts["dns_target"] = self.env.manifest.load_balancer_dns
+
+
+def cutover_steps(env: CutoverEnv) -> list[Step]:
+    return [
+        Preflight(env),
+        AssessPrimary(env),
+        FencePrimary(env),
+        FinalBackup(env),
+        ScaleStandby(env),
+        Restore(env),
+        VerifyData(env),
+        WaitHealthy(env),
+        SwitchDns(env),
+    ]
