@@ -71,6 +71,12 @@ class HerokuClient:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs: Any) -> HerokuClient:
+        """$HEROKU_API_KEY, $HEROKU_API_URL, and $HEROKU_API_ATTEMPTS (tries before "unreachable", default 6)."""
+        attempts = env.get("HEROKU_API_ATTEMPTS")
+        if attempts:
+            if not attempts.isdigit() or int(attempts) < 1:
+                raise ConfigError([f"HEROKU_API_ATTEMPTS must be a whole number >= 1. Got {attempts!r}."])
+            kwargs.setdefault("attempts", int(attempts))
         return cls(env.get("HEROKU_API_KEY", ""), env.get("HEROKU_API_URL") or DEFAULT_API_URL, **kwargs)
 
     def __repr__(self) -> str:  # never show the token

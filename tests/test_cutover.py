@@ -1,0 +1,180 @@
+"""The cutover end to end, all on loopback: two real PostgreSQL databases ("Heroku" and the standby),
+moto's server holding the standby as `pulumi up` leaves it, the fake Heroku API, and a stand-in for the
+standby's web service; the cutover runs as a subprocess, as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+
+from standby.backup import BackupRequest, run_backup
+from standby.backup_store import S3Store
+from standby.local.heroku_fake import FakeApp, HerokuFake
+from standby.local.postgres import LocalPostgres
+from standby.local.standby_world import WorldSpec, build_standby_world
+from standby.names import mode_parameter
+from standby.pg_tools import find_tool
+from standby.pg_url import parse_database_url
+from standby.sample_data import load_pagila
+from standby.standby_manifest import StandbyManifest
+from tests.servers import count_tables, run_script
+
+APP = "acme-shop"
+TOKEN = "heroku-token-not-for-logs"
+LB = "acme-standby-123.us-east-2.elb.amazonaws.com"
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@dataclass
+class Scene:
+    heroku: HerokuFake
+    manifest: StandbyManifest
+    source: str
+    standby: str
+    env: dict[str, str]
+    journal: Path
+
+
+@pytest.fixture
+def scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path) -> Iterator[Scene]:
+    source = pg_server.create_database("heroku")
+    load_pagila(source, rentals=3000)
+    standby = pg_server.url(f"standby_{time.time_ns()}")
+    health = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=health.serve_forever, daemon=True).start()
+    app = f"{APP}-{time.time_ns() % 10**8}"  # moto's state is shared by the session: one app per test
+    manifest = build_standby_world(
+        WorldSpec(
+            app=app,
+            region="us-east-2",
+            database_url=standby,
+            zone="acme-shop.example",
+            records={
+                "www.acme-shop.example": "www-1.herokudns.com",
+                "api.acme-shop.example": "api-1.herokudns.com",
+            },
+            formation={"web": 3, "worker": 2},
+            load_balancer_dns=LB,
+            health_url=f"http://127.0.0.1:{health.server_port}/health",
+        )
+    )
+    run_backup(
+        BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
+    )
+    with HerokuFake(TOKEN) as heroku:
+        heroku.add_app(
+            FakeApp(app, config_vars={"DATABASE_URL": source}, formation={
+                "web": {"quantity": 3, "size": "Standard-2X"}, "worker": {"quantity": 2, "size": "Standard-1X"}})
+        )  # fmt: skip
+        env = {**aws_env, "HEROKU_API_URL": heroku.url, "HEROKU_API_KEY": TOKEN, "HEROKU_API_ATTEMPTS": "2"}
+        yield Scene(heroku, manifest, source, standby, env, tmp_path / "journal")
+    health.shutdown()
+
+
+def _cutover(scene: Scene, *args: str) -> object:
+    return run_script(
+        "cutover.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal), "--health-timeout", "20",
+        *args, env=scene.env,
+    )  # fmt: skip
+
+
+def _records(manifest: StandbyManifest) -> dict[str, dict[str, object]]:
+    sets = boto3.client("route53").list_resource_record_sets(HostedZoneId=manifest.hosted_zone_id)[
+        "ResourceRecordSets"
+    ]
+    return {s["Name"].rstrip("."): s for s in sets if s["Type"] in ("CNAME", "A")}
+
+
+def test_a_graceful_cutover_fences_heroku_restores_everything_and_moves_dns(
+    scene: Scene, tmp_path: Path
+) -> None:
+    result = _cutover(scene, "--json", str(tmp_path / "report.json"))
+
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    app = scene.heroku.apps[scene.manifest.app]
+    assert app.maintenance is True
+    assert {t: p["quantity"] for t, p in app.formation.items()} == {"web": 0, "worker": 0}
+    tables = ["public.rental", "public.payment", "public.customer", "public.film"]
+    assert count_tables(scene.standby, tables) == count_tables(scene.source, tables)
+    ssm = boto3.client("ssm")
+    assert ssm.get_parameter(Name=mode_parameter(scene.manifest.app))["Parameter"]["Value"] == "active"
+    services = boto3.client("ecs").describe_services(
+        cluster=scene.manifest.cluster, services=list(scene.manifest.services.values())
+    )
+    assert {s["serviceName"]: s["desiredCount"] for s in services["services"]} == {
+        f"{scene.manifest.app}-web": 3, f"{scene.manifest.app}-worker": 2}  # fmt: skip
+    records = _records(scene.manifest)
+    assert records["www.acme-shop.example"]["AliasTarget"]["DNSName"].rstrip(".") == LB  # type: ignore[index]
+    assert records["api.acme-shop.example"]["Type"] == "A"
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verified"] is True
+    assert report["rto_seconds"] > 0
+    assert 0 <= report["rpo_seconds"] < 5  # graceful: the final backup was taken after fencing
+    assert [s["name"] for s in report["steps"]] == [
+        "preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
+        "verify_data", "wait_healthy", "switch_dns"]  # fmt: skip
+    assert all(s["outcome"] in ("done", "already done") for s in report["steps"])
+    output = result.stdout + result.stderr  # type: ignore[attr-defined]
+    journal_text = "".join(p.read_text() for p in scene.journal.glob("*"))
+    for secret in (TOKEN, "mock", scene.standby):
+        assert secret not in output and secret not in journal_text
+
+
+def test_heroku_unreachable_without_the_flag_stops_before_any_change(scene: Scene) -> None:
+    scene.heroku.stop()
+    before = _records(scene.manifest)
+
+    result = _cutover(scene)
+
+    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
+    assert "--primary-unreachable" in result.stderr  # type: ignore[attr-defined]
+    assert _records(scene.manifest) == before
+    assert (
+        boto3.client("ssm").get_parameter(Name=mode_parameter(scene.manifest.app))["Parameter"]["Value"]
+        == "warm"
+    )
+
+
+def test_heroku_down_with_the_flag_cuts_over_from_the_newest_backup(scene: Scene, tmp_path: Path) -> None:
+    scene.heroku.stop()
+    result = _cutover(scene, "--primary-unreachable", "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["verified"] is True
+    assert {s["name"]: s["outcome"] for s in report["steps"]}["fence_primary"] == "already done"
+    assert report["rpo_seconds"] > 0  # measured: the age of the newest backup when the cutover began
+
+
+def test_a_second_cutover_while_one_runs_is_refused_and_touches_nothing(scene: Scene) -> None:
+    from standby.runbook.lock import DynamoDbLock
+
+    DynamoDbLock(scene.manifest.lock_table or "").acquire(f"{scene.manifest.app}/cutover", "alice@laptop")
+    result = _cutover(scene, "--owner", "bob@desk")
+    assert result.returncode == 3
+    assert "locked by alice@laptop" in result.stderr  # type: ignore[attr-defined]
+    assert scene.heroku.apps[scene.manifest.app].maintenance is False
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(scene: Scene) -> None:
+    result = _cutover(scene, "--dry-run")
+    assert result.returncode == 0
+    assert "fence_primary" in result.stderr and "Heroku maintenance mode on" in result.stderr  # type: ignore[attr-defined]
+    assert scene.heroku.apps[scene.manifest.app].maintenance is False
+    assert [r.method for r in scene.heroku.requests] == []
