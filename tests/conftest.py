@@ -14,6 +14,15 @@ from tests.pulumi_harness import RecordingMocks
 from tests.servers import AWS_TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
+CRASH_POINTS_TRIED: list[str] = []  # filled by the cutover crash tests, reported below
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CRASH_POINTS_TRIED:
+        terminalreporter.write_line(
+            f"cutover crash points tried (SIGKILL, then --resume): {len(CRASH_POINTS_TRIED)}: "
+            + ", ".join(CRASH_POINTS_TRIED)
+        )
 
 
 @pytest.fixture

@@ -5,9 +5,13 @@ standby's web service; the cutover runs as a subprocess, as an operator runs it.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +29,8 @@ from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
 from standby.standby_manifest import StandbyManifest
-from tests.servers import count_tables, run_script
+from tests.conftest import CRASH_POINTS_TRIED
+from tests.servers import ROOT, count_tables, run_script
 
 APP = "acme-shop"
 TOKEN = "heroku-token-not-for-logs"
@@ -178,3 +183,75 @@ def test_dry_run_prints_the_plan_and_changes_nothing(scene: Scene) -> None:
     assert "fence_primary" in result.stderr and "Heroku maintenance mode on" in result.stderr  # type: ignore[attr-defined]
     assert scene.heroku.apps[scene.manifest.app].maintenance is False
     assert [r.method for r in scene.heroku.requests] == []
+
+
+STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
+         "verify_data", "wait_healthy", "switch_dns"]  # fmt: skip
+
+
+def _journal(scene: Scene) -> dict[str, object]:
+    path = scene.journal / f"{scene.manifest.app}-cutover.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _finished(scene: Scene, step: str) -> bool:
+    steps = _journal(scene).get("steps") or []
+    return any(s["name"] == step and s["outcome"] in ("done", "already done") for s in steps)  # type: ignore[union-attr]
+
+
+def _restoring(pg_server: LocalPostgres) -> bool:
+    import psycopg
+
+    with psycopg.connect(pg_server.admin_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE '%__restoring_%'").fetchone()
+    return bool(row and row[0])
+
+
+def _crash_and_resume(scene: Scene, crashed: Callable[[], bool]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "scripts" / "cutover.py"), "--app", scene.manifest.app, "--yes",
+               "--journal-dir", str(scene.journal), "--health-timeout", "20", "--owner", "ops"]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **scene.env}, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while process.poll() is None and not crashed() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)  # the operator's laptop dies
+    process.wait()
+    return run_script(*command[1:], "--resume", env=scene.env)
+
+
+CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore"]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
+    scene: Scene, pg_server: LocalPostgres, point: str, tmp_path: Path
+) -> None:
+    crashed = (
+        (lambda: _restoring(pg_server))
+        if point == "during restore"
+        else (lambda: _finished(scene, point[6:]))
+    )
+
+    result = _crash_and_resume(scene, crashed)
+
+    assert result.returncode == 0, result.stderr
+    app = scene.heroku.apps[scene.manifest.app]
+    assert app.maintenance is True and all(p["quantity"] == 0 for p in app.formation.values())
+    tables = ["public.rental", "public.payment", "public.customer"]
+    assert count_tables(scene.standby, tables) == count_tables(scene.source, tables)
+    assert _records(scene.manifest)["www.acme-shop.example"]["Type"] == "A"
+    journal = _journal(scene)
+    assert journal["finished"] is True and journal["facts"]["verified"] is True  # type: ignore[index]
+    # No side effect twice: one final backup at most, one fencing of the formation, the DNS moved once.
+    manifests = [
+        k for k in S3Store(scene.manifest.backup_bucket).list_keys("backups/") if k.endswith("manifest.json")
+    ]
+    assert len(manifests) <= 2
+    scale_calls = [r for r in scene.heroku.requests if r.method == "PATCH" and r.path.endswith("/formation")]
+    assert len(scale_calls) <= 2  # once, or again only when the kill landed inside the fencing step
+    CRASH_POINTS_TRIED.append(point)  # summed up at the end of the session (conftest)
