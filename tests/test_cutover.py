@@ -58,7 +58,9 @@ class Scene:
 
 
 @pytest.fixture
-def scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path) -> Iterator[Scene]:
+def scene(
+    pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Scene]:
     source = pg_server.create_database("heroku")
     load_pagila(source, rentals=3000)
     standby = pg_server.url(f"standby_{time.time_ns()}")
@@ -78,6 +80,7 @@ def scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path) -> 
             formation={"web": 3, "worker": 2},
             load_balancer_dns=LB,
             health_url=f"http://127.0.0.1:{health.server_port}/health",
+            dns_mode=getattr(request, "param", "record"),
         )
     )
     run_backup(
@@ -295,3 +298,17 @@ def test_dry_run_matches_the_golden_plan(scene: Scene) -> None:
     if os.environ.get("STANDBY_UPDATE_GOLDEN"):  # after an intended change of the plan's wording
         golden.write_text(plan)
     assert plan == golden.read_text()
+
+
+@pytest.mark.parametrize("scene", ["failover"], indirect=True)
+def test_in_failover_mode_the_cutover_drives_the_alarm_and_leaves_records_alone(scene: Scene) -> None:
+    before = _records(scene.manifest)
+
+    result = _cutover(scene)
+
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=[scene.manifest.failover_alarm or ""])[
+        "MetricAlarms"
+    ][0]
+    assert alarm["StateValue"] == "ALARM"  # Route 53's health check follows it: traffic goes to SECONDARY
+    assert _records(scene.manifest) == before  # no control-plane change needed
