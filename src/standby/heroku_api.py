@@ -20,6 +20,7 @@ from typing import Any, Final
 from standby.errors import ConfigError, StandbyError
 
 DEFAULT_API_URL: Final = "https://api.heroku.com"
+DEFAULT_DATA_API_URL: Final = "https://postgres-api.heroku.com"  # Heroku Postgres: backups and restores
 ACCEPT: Final = "application/vnd.heroku+json; version=3"
 RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 
@@ -59,11 +60,13 @@ class HerokuClient:
         timeout: float = 15.0,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        data_api_url: str = DEFAULT_DATA_API_URL,
     ) -> None:
         if not token:
             raise HerokuAuthError("no Heroku API token: set HEROKU_API_KEY (see `heroku auth:token`).")
         self._token = token
         self.base_url = base_url.rstrip("/")
+        self.data_api_url = data_api_url.rstrip("/")
         self.attempts = attempts
         self.timeout = timeout
         self.backoff = backoff
@@ -77,6 +80,7 @@ class HerokuClient:
             if not attempts.isdigit() or int(attempts) < 1:
                 raise ConfigError([f"HEROKU_API_ATTEMPTS must be a whole number >= 1. Got {attempts!r}."])
             kwargs.setdefault("attempts", int(attempts))
+        kwargs.setdefault("data_api_url", env.get("HEROKU_DATA_API_URL") or DEFAULT_DATA_API_URL)
         return cls(env.get("HEROKU_API_KEY", ""), env.get("HEROKU_API_URL") or DEFAULT_API_URL, **kwargs)
 
     def __repr__(self) -> str:  # never show the token
@@ -105,10 +109,28 @@ class HerokuClient:
         updates = [{"type": t, "quantity": q} for t, q in quantities.items()]
         return list(self.request("PATCH", f"/apps/{_q(app)}/formation", {"updates": updates}))
 
+    def postgres_addon(self, app: str) -> dict[str, Any]:
+        """The Heroku Postgres add-on attached as DATABASE_URL."""
+        for addon in self.request("GET", f"/apps/{_q(app)}/addons"):
+            if addon.get("addon_service", {}).get(
+                "name"
+            ) == "heroku-postgresql" and "DATABASE_URL" in addon.get("config_vars", []):
+                return dict(addon)
+        raise HerokuNotFound(f"{app} has no Heroku Postgres add-on attached as DATABASE_URL.")
+
+    def restore_database(self, addon_id: str, backup_url: str) -> dict[str, Any]:
+        """Start `pg:backups:restore URL`: Heroku replaces the database's contents with the dump at the URL."""
+        path = f"/client/v11/databases/{_q(addon_id)}/restores"
+        return dict(self.request("POST", path, {"backup_url": backup_url}, base=self.data_api_url))
+
+    def transfer(self, app: str, transfer_id: str) -> dict[str, Any]:
+        path = f"/client/v11/apps/{_q(app)}/transfers/{_q(transfer_id)}"
+        return dict(self.request("GET", path, base=self.data_api_url))
+
     # --- transport ----------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        url = f"{self.base_url}{path}"
+    def request(self, method: str, path: str, body: Any = None, base: str | None = None) -> Any:
+        url = f"{base or self.base_url}{path}"
         data = None if body is None else json.dumps(body).encode()
         headers = {
             "Accept": ACCEPT,

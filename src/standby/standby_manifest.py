@@ -36,6 +36,7 @@ class StandbyManifest:
     sanity_sql: tuple[str, ...] = ()  # queries a restore must see return true before it switches
     second_region: str | None = None
     mode_parameter: str = ""
+    base_mode: str = "warm"  # the configured mode: what a failback returns the standby to
     lock_table: str | None = None
     topic_arn: str | None = None
     cluster: str | None = None

@@ -162,6 +162,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 "database_instance": v["database_instance"],
                 "sanity_sql": list(config.sanity_sql),
                 "mode_parameter": mode_parameter(app),
+                "base_mode": config.mode.value,
                 "lock_table": v["lock_table"],
                 "topic_arn": v["topic"],
                 "cluster": v["cluster"],

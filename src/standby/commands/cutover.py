@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
-import sys
-from pathlib import Path
-
-import boto3
 
 from standby import cli
-from standby.backup_store import S3Store
-from standby.commands.common import confirm, say
-from standby.errors import ConfigError
-from standby.heroku_api import HerokuClient
-from standby.pg_tools import find_tool
-from standby.runbook.engine import Runbook, RunContext, RunOptions, StepFailed
-from standby.runbook.journal import Journal, JournalStore
-from standby.runbook.lock import DynamoDbLock
-from standby.runbook.report import report_json, write_reports
-from standby.runbooks.cutover import CutoverEnv, cutover_steps
-from standby.standby_manifest import load_manifest
+from standby.commands.runbook_command import add_runbook_arguments, run_runbook
+from standby.runbooks.cutover import cutover_steps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,93 +16,12 @@ def build_parser() -> argparse.ArgumentParser:
         "standby, restore, verify, switch DNS. Locked, journaled, resumable. Exit 0 done, 1 failed, 2 bad "
         "usage, 3 refused by a safety check.",
     )
-    parser.add_argument("--app", default=os.environ.get("STANDBY_APP"), help="Heroku app name ($STANDBY_APP)")
-    parser.add_argument(
-        "--region", default=os.environ.get("AWS_REGION"), help="standby region to cut over to"
-    )
+    add_runbook_arguments(parser)
     parser.add_argument("--primary-unreachable", action="store_true",
                         help="Heroku does not answer and you accept the split-brain risk")  # fmt: skip
-    parser.add_argument(
-        "--resume", action="store_true", help="continue an unfinished run; done steps are skipped"
-    )
-    parser.add_argument("--restart", action="store_true", help="discard an unfinished run's journal")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument(
-        "--owner", default=f"{getpass.getuser()}@{socket.gethostname()}", help="who runs this"
-    )
-    parser.add_argument(
-        "--journal-dir", type=Path, default=Path(".standby"), help="local copy of the journal"
-    )
-    parser.add_argument("--report", type=Path, help="Markdown report path (default: in --journal-dir)")
-    parser.add_argument("--json", type=Path, help="also write the report as JSON")
-    parser.add_argument(
-        "--pg-bin", type=Path, help="folder of pg_dump and pg_restore ($STANDBY_PG_BIN, PATH)"
-    )
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
-    parser.add_argument(
-        "--health-timeout", type=float, default=300.0, help="seconds to wait for healthy services"
-    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return cli.run(lambda: _main(args))
-
-
-def _main(args: argparse.Namespace) -> int:
-    if not args.app:
-        raise ConfigError(["--app is required (or set STANDBY_APP)."])
-    manifest = load_manifest(args.app, args.region)
-    store = S3Store(manifest.backup_bucket, manifest.region)
-    env = CutoverEnv(
-        manifest=manifest,
-        heroku=HerokuClient.from_env(),
-        store=store,
-        pg_dump=find_tool("pg_dump", args.pg_bin),
-        pg_restore=find_tool("pg_restore", args.pg_bin),
-        primary_unreachable=args.primary_unreachable,
-        health_timeout=args.health_timeout,
-        jobs=args.jobs,
-    )
-    sns = boto3.client("sns", region_name=manifest.region)
-
-    def notify(subject: str, message: str) -> None:
-        if manifest.topic_arn:
-            sns.publish(TopicArn=manifest.topic_arn, Subject=subject[:100], Message=message)
-
-    runbook = Runbook(
-        "cutover",
-        manifest.app,
-        cutover_steps(env),
-        JournalStore(args.journal_dir, store),
-        DynamoDbLock(manifest.lock_table or f"{manifest.app}-standby-locks", manifest.region),
-        notify,
-    )
-    options = RunOptions(
-        dry_run=args.dry_run, yes=args.yes, resume=args.resume, restart=args.restart, owner=args.owner
-    )
-    try:
-        journal = runbook.run(RunContext(say=say), options, confirm=lambda q: confirm(q, False))
-    except StepFailed:
-        failed = runbook.journals.load(manifest.app, "cutover")
-        if failed is not None:
-            _write(failed, args)
-        raise
-    if journal is None:
-        return cli.EXIT_OK if args.dry_run else cli.EXIT_FAILED
-    _write(journal, args)
-    doc = report_json(journal)
-    print(
-        f"cutover of {manifest.app} done: RTO {doc['rto_seconds']} s, RPO {doc['rpo_seconds']} s, data verified: "
-        f"{'yes' if doc['verified'] else 'NO'}, DNS -> {journal.facts.get('dns_target')}"
-    )
-    return cli.EXIT_OK
-
-
-def _write(journal: Journal, args: argparse.Namespace) -> None:
-    args.journal_dir.mkdir(parents=True, exist_ok=True)
-    report = args.report or args.journal_dir / f"cutover-{journal.run_id}.md"
-    write_reports(journal, report, args.json)
-    print(f"report: {report}" + (f" and {args.json}" if args.json else ""), file=sys.stderr)
+    return cli.run(lambda: run_runbook("cutover", args, cutover_steps, args.primary_unreachable))

@@ -9,11 +9,17 @@ the next N answers as 429 or 503, or the whole API going dark.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 import threading
+import time
+import urllib.request
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -30,6 +36,7 @@ class FakeApp:
     config_vars: dict[str, str] = field(default_factory=dict)
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
     domains: list[str] = field(default_factory=list)
+    postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,8 +69,12 @@ class RecordedRequest:
 class HerokuFake:
     """The fake API and its state. Use as a context manager, or `start()` / `stop()`."""
 
-    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, token: str, host: str = "127.0.0.1", port: int = 0, pg_restore: str | None = None
+    ) -> None:
         self.token = token
+        self.pg_restore = pg_restore  # Heroku restores backups with pg_restore too
+        self.transfers: dict[str, dict[str, Any]] = {}
         self.apps: dict[str, FakeApp] = {}
         self.requests: list[RecordedRequest] = []
         self._faults: deque[int] = deque()
@@ -157,7 +168,7 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 self._error(401, "unauthorized", "Invalid credentials provided.")
                 return
-            if ACCEPT_VERSION not in (self.headers.get("Accept") or ""):
+            if ACCEPT_VERSION not in (self.headers.get("Accept") or "") and not path.startswith("/client/"):
                 self._error(400, "bad_request", "Please specify a version along with Heroku's API MIME type.")
                 return
             fault = fake.take_fault()
@@ -171,6 +182,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 return
 
             parts = [unquote(p) for p in path.strip("/").split("/")]
+            if parts[:2] == ["client", "v11"]:
+                self._data_api(method, parts[2:], body)
+                return
             if len(parts) < 2 or parts[0] != "apps":
                 self._error(404, "not_found", "The requested API endpoint was not found.")
                 return
@@ -199,8 +213,31 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._send(200, app.formation_json())
             elif route == ("PATCH", "formation"):
                 self._patch_formation(app, body)
+            elif route == ("GET", "addons"):
+                self._send(200, [{"id": app.postgres_addon_id, "name": f"postgresql-{app.name}",
+                                  "addon_service": {"name": "heroku-postgresql"}, "config_vars": ["DATABASE_URL"],
+                                  "app": {"id": app.id, "name": app.name}}])  # fmt: skip
             elif route == ("GET", "domains"):
                 self._send(200, [{"hostname": d, "cname": f"{d}.herokudns.com"} for d in app.domains])
+            else:
+                self._error(404, "not_found", "The requested API endpoint was not found.")
+
+        def _data_api(self, method: str, parts: list[str], body: Any) -> None:
+            """The Heroku Postgres API subset behind `heroku pg:backups:restore URL`."""
+            if method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "restores":
+                app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
+                if app is None:
+                    self._error(404, "not_found", "Couldn't find that database.")
+                    return
+                transfer = _restore_from_url(fake.pg_restore, str((body or {}).get("backup_url", "")), app)
+                fake.transfers[transfer["uuid"]] = transfer
+                self._send(201, transfer)
+            elif method == "GET" and len(parts) == 4 and parts[0] == "apps" and parts[2] == "transfers":
+                found = fake.transfers.get(parts[3])
+                if found is None:
+                    self._error(404, "not_found", "Couldn't find that transfer.")
+                    return
+                self._send(200, found)
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
 
@@ -223,3 +260,25 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             self._send(200, app.formation_json())
 
     return Handler
+
+
+def _restore_from_url(pg_restore: str | None, url: str, app: FakeApp) -> dict[str, Any]:
+    """Do what Heroku does for `pg:backups:restore URL`: fetch the dump, pg_restore it over DATABASE_URL."""
+    transfer: dict[str, Any] = {"uuid": str(uuid.uuid4()), "num": len(url), "from_type": "pg_dump",
+                                "to_type": "pg_restore", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="heroku-fake-restore-") as folder:
+        dump = Path(folder) / "dump"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as answer, dump.open("wb") as out:
+                shutil.copyfileobj(answer, out)
+            result = subprocess.run(
+                [pg_restore or "pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
+                 f"--dbname={app.config_vars['DATABASE_URL']}", str(dump)],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            # Heroku ignores the errors pg_restore reports for objects it cannot drop; so does the fake.
+            succeeded = result.returncode in (0, 1) and "could not connect" not in result.stderr
+        except (OSError, KeyError):
+            succeeded = False
+    transfer |= {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "succeeded": succeeded}
+    return transfer

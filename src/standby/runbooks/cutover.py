@@ -411,7 +411,7 @@ class SwitchDns:
                 changes.append({"Action": "DELETE", "ResourceRecordSet": current})
             changes.append(
                 {
-                    "Action": "CREATE",
+                    "Action": "UPSERT",
                     "ResourceRecordSet": {
                         "Name": record["hostname"],
                         "Type": "A",
@@ -429,7 +429,7 @@ class SwitchDns:
         # One batch: every name moves at once, or none does.
         change = route53.change_resource_record_sets(
             HostedZoneId=manifest.hosted_zone_id,
-            ChangeBatch={"Comment": f"standby cutover of {self.env.app}", "Changes": changes},
+            ChangeBatch={"Comment": f"standby cutover of {self.env.app}", "Changes": deletes_first(changes)},
         )["ChangeInfo"]
         deadline = time.monotonic() + 300
         while change["Status"] != "INSYNC" and time.monotonic() < deadline:
@@ -455,3 +455,10 @@ def cutover_steps(env: CutoverEnv) -> list[Step]:
         WaitHealthy(env),
         SwitchDns(env),
     ]
+
+
+def deletes_first(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every DELETE before the UPSERTs: a name changes type (CNAME <-> alias A) only once its old record is gone.
+
+    UPSERT rather than CREATE keeps a retried batch harmless (and moto's record index happy)."""
+    return [c for c in changes if c["Action"] == "DELETE"] + [c for c in changes if c["Action"] != "DELETE"]
