@@ -6,7 +6,7 @@ failover alarm, and the standby manifest naming all of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import boto3.session
@@ -28,7 +28,7 @@ class WorldSpec:
     dns_mode: str = "record"
     mode: str = "warm"
     sanity_sql: tuple[str, ...] = ()
-    tags: dict[str, str] = field(default_factory=dict)
+    hosted_zone_id: str | None = None  # Route 53 is global: a second region's world reuses the first's zone
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
@@ -88,28 +88,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         )
         services[kind] = family
 
-    route53 = client("route53")
-    zone_id = route53.create_hosted_zone(Name=spec.zone, CallerReference=f"{app}-{spec.zone}")["HostedZone"][
-        "Id"
-    ]
-    zone_id = zone_id.split("/")[-1]
-    route53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "CREATE",
-                    "ResourceRecordSet": {
-                        "Name": host,
-                        "Type": "CNAME",
-                        "TTL": 60,
-                        "ResourceRecords": [{"Value": target}],
-                    },
-                }
-                for host, target in spec.records.items()
-            ]
-        },
-    )
+    zone_id = spec.hosted_zone_id or _zone_with_records(client("route53"), spec)
     failover_alarm = None
     if spec.dns_mode == "failover":
         failover_alarm = f"{app}-primary-in-service"
@@ -149,3 +128,30 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True
     )
     return manifest
+
+
+def _zone_with_records(route53: Any, spec: WorldSpec) -> str:
+    zone_id = str(
+        route53.create_hosted_zone(Name=spec.zone, CallerReference=f"{spec.app}-{spec.zone}")["HostedZone"][
+            "Id"
+        ]
+    )
+    zone_id = zone_id.split("/")[-1]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": host,
+                        "Type": "CNAME",
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": target}],
+                    },
+                }
+                for host, target in spec.records.items()
+            ]
+        },
+    )
+    return zone_id
