@@ -208,6 +208,11 @@ def _finished(scene: Scene, step: str) -> bool:
     return any(s["name"] == step and s["outcome"] in ("done", "already done") for s in steps)  # type: ignore[union-attr]
 
 
+def _started(scene: Scene, step: str) -> bool:
+    steps = _journal(scene).get("steps") or []
+    return any(s["name"] == step for s in steps)  # type: ignore[union-attr]
+
+
 def _restoring(pg_server: LocalPostgres) -> bool:
     import psycopg
 
@@ -230,7 +235,7 @@ def _crash_and_resume(scene: Scene, crashed: Callable[[], bool]) -> subprocess.C
     return run_script(*command[1:], "--resume", env=scene.env)
 
 
-CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore"]
+CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore", "during switch_dns"]
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)

@@ -184,3 +184,14 @@ def test_the_owner_of_a_crashed_run_can_resume_it_under_its_own_lock(
         _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="bob"))
     journal = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="alice"))
     assert journal is not None and world["switch:applies"] == 1
+
+
+def test_resuming_a_run_that_finished_does_nothing_again(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    first = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True))
+    said: list[str] = []
+    again = _runbook(world, tmp_path).run(RunContext(say=said.append), RunOptions(yes=True, resume=True))
+    assert again is not None and first is not None and again.run_id == first.run_id
+    assert [world[f"{n}:applies"] for n in ("fence", "restore", "switch")] == [1, 1, 1]
+    assert any("already finished" in line and "nothing to resume" in line for line in said)

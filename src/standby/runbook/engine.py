@@ -76,6 +76,13 @@ class Runbook:
         if options.resume and options.restart:
             raise ConfigError(["--resume and --restart contradict each other: choose one."])
         unfinished = self.journals.load(self.app, self.name)
+        if options.resume and unfinished is not None and unfinished.finished:
+            # The crash came after the last step: resuming must not start the whole runbook again.
+            ctx.say(
+                f"{self.name} run {unfinished.run_id} already finished ({unfinished.outcome}): nothing to resume"
+            )
+            ctx.facts.update(unfinished.facts)
+            return unfinished
         if unfinished is not None and not unfinished.finished and not (options.resume or options.restart):
             raise SafetyRefusal(
                 f"an unfinished {self.name} run ({unfinished.run_id}, started {unfinished.started_at}) is in the "
