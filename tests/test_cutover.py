@@ -140,7 +140,7 @@ def test_a_graceful_cutover_fences_heroku_restores_everything_and_moves_dns(
     assert 0 <= report["rpo_seconds"] < 5  # graceful: the final backup was taken after fencing
     assert [s["name"] for s in report["steps"]] == [
         "preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
-        "verify_data", "wait_healthy", "switch_dns"]  # fmt: skip
+        "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
     assert all(s["outcome"] in ("done", "already done") for s in report["steps"])
     output = result.stdout + result.stderr  # type: ignore[attr-defined]
     journal_text = "".join(p.read_text() for p in scene.journal.glob("*"))
@@ -192,7 +192,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(scene: Scene) -> None:
 
 
 STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
-         "verify_data", "wait_healthy", "switch_dns"]  # fmt: skip
+         "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
 
 
 def _journal(scene: Scene) -> dict[str, object]:
@@ -371,3 +371,61 @@ def test_failback_refuses_when_the_standby_is_not_active(scene: Scene) -> None:
     assert result.returncode == 3
     assert "the standby is warm, not active" in result.stderr
     assert scene.heroku.apps[scene.manifest.app].maintenance is False
+
+
+class _NameServer:
+    """A stand-in for the zone's name servers: answers from moto's Route 53, over real DNS packets."""
+
+    def __init__(self, zone_id: str) -> None:
+        import socket
+
+        self.zone_id = zone_id
+        self.queries: list[str] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        from standby import dns_query
+
+        while True:
+            try:
+                query, client = self.sock.recvfrom(512)
+            except OSError:
+                return
+            name, _ = dns_query._read_name(query, 12)
+            self.queries.append(name)
+            sets = boto3.client("route53").list_resource_record_sets(HostedZoneId=self.zone_id)[
+                "ResourceRecordSets"
+            ]
+            match = next(
+                (r for r in sets if r["Name"].rstrip(".") == name and r["Type"] in ("A", "CNAME")), None
+            )
+            records: list[tuple[int, str]] = []
+            if match and match["Type"] == "CNAME":
+                records = [(dns_query.CNAME, match["ResourceRecords"][0]["Value"])]
+            elif match:
+                records = [
+                    (dns_query.A, "192.0.2.10")
+                ]  # the load balancer's address, as Route 53 resolves the alias
+            self.sock.sendto(dns_query.encode_answer(query, records), client)
+
+
+def test_the_cutover_asks_the_zones_name_servers_after_the_switch(scene: Scene, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from standby.names import manifest_parameter
+
+    server = _NameServer(scene.manifest.hosted_zone_id or "")
+    manifest = replace(scene.manifest, verify_name_servers=True, name_servers=(f"127.0.0.1:{server.port}",))
+    boto3.client("ssm").put_parameter(
+        Name=manifest_parameter(manifest.app), Value=manifest.to_json(), Type="String", Overwrite=True
+    )
+
+    result = _cutover(scene, "--json", str(tmp_path / "r.json"))
+
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["facts"]["public_check"] == "1 name servers answer with AWS"
+    assert set(server.queries) == {r["hostname"] for r in manifest.records}

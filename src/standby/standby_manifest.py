@@ -54,6 +54,8 @@ class StandbyManifest:
     records: tuple[dict[str, str], ...] = ()  # {"hostname", "heroku_target"}
     failover_alarm: str | None = None
     failover_metric: str = "PrimaryInService"
+    verify_name_servers: bool = True  # ask the zone's name servers after a switch (off where there are none)
+    name_servers: tuple[str, ...] = ()  # "host:port" to ask instead of the zone's delegation set
     health_check_path: str = "/health"
     rpo_seconds: int = 900
     rto_seconds: int = 900
@@ -83,7 +85,7 @@ class StandbyManifest:
             )
         known = set(cls.__dataclass_fields__)
         fields = {k: v for k, v in doc.items() if k in known}
-        for name in ("sanity_sql", "subnets", "records"):
+        for name in ("sanity_sql", "subnets", "records", "name_servers"):
             if isinstance(fields.get(name), list):
                 fields[name] = tuple(fields[name])
         try:

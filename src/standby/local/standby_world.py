@@ -29,6 +29,7 @@ class WorldSpec:
     mode: str = "warm"
     sanity_sql: tuple[str, ...] = ()
     hosted_zone_id: str | None = None  # Route 53 is global: a second region's world reuses the first's zone
+    name_servers: tuple[str, ...] = ()  # local stand-ins for the zone's name servers ("host:port")
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
@@ -123,6 +124,8 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         dns_mode=spec.dns_mode,
         records=tuple({"hostname": h, "heroku_target": t} for h, t in spec.records.items()),
         failover_alarm=failover_alarm,
+        verify_name_servers=bool(spec.name_servers),  # moto's name servers are names only
+        name_servers=spec.name_servers,
     )
     client("ssm").put_parameter(
         Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True

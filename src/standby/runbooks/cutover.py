@@ -8,6 +8,7 @@ is already done, so a crashed cutover resumes where it stopped.
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 import boto3.session
 
-from standby import catalog
+from standby import catalog, dns_query
 from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.backup_store import BackupStore
 from standby.errors import SafetyRefusal
@@ -454,6 +455,7 @@ def cutover_steps(env: CutoverEnv) -> list[Step]:
         VerifyData(env),
         WaitHealthy(env),
         SwitchDns(env),
+        VerifyPublic(env),
     ]
 
 
@@ -462,3 +464,63 @@ def deletes_first(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     UPSERT rather than CREATE keeps a retried batch harmless (and moto's record index happy)."""
     return [c for c in changes if c["Action"] == "DELETE"] + [c for c in changes if c["Action"] != "DELETE"]
+
+
+class VerifyPublic:
+    """Ask the zone's name servers what the world is told for each name now (on real AWS)."""
+
+    name = "verify_public"
+
+    def __init__(self, env: CutoverEnv, timeout: float = 90.0) -> None:
+        self.env = env
+        self.timeout = timeout
+
+    def _servers(self) -> list[tuple[str, int]]:
+        manifest = self.env.manifest
+        if manifest.name_servers:
+            return [(h, int(p)) for h, _, p in (s.rpartition(":") for s in manifest.name_servers)]
+        zone = self.env.client("route53").get_hosted_zone(Id=manifest.hosted_zone_id)
+        return [(socket.gethostbyname(ns), 53) for ns in zone["DelegationSet"]["NameServers"][:2]]
+
+    def _on_heroku(self, hostname: str, servers: list[tuple[str, int]]) -> list[str]:
+        """The name servers still answering with a Heroku target for `hostname`."""
+        heroku = next(r["heroku_target"] for r in self.env.manifest.records if r["hostname"] == hostname)
+        stale = []
+        for server in servers:
+            answers = dns_query.ask(server, hostname)
+            if not answers or any(
+                kind == dns_query.CNAME and value.rstrip(".") == heroku for kind, value in answers
+            ):
+                stale.append(f"{server[0]}:{server[1]}")
+        return stale
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return "public_check" in ctx.facts
+
+    def plan(self, ctx: RunContext) -> str:
+        if not self.env.manifest.verify_name_servers:
+            return "name servers not asked here (verify_name_servers is off); records were read back"
+        return "ask the zone's name servers for every name: none may still answer with Heroku"
+
+    def apply(self, ctx: RunContext) -> None:
+        manifest = self.env.manifest
+        if not manifest.verify_name_servers or manifest.dns_mode == "failover":
+            # Failover answers follow Route 53's health checks, which take their own minute; the alarm is the switch.
+            ctx.facts["public_check"] = "not asked"
+            return
+        servers = self._servers()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            stale = {r["hostname"]: self._on_heroku(r["hostname"], servers) for r in manifest.records}
+            stale = {name: where for name, where in stale.items() if where}
+            if not stale:
+                break
+            if time.monotonic() > deadline:
+                raise SafetyRefusal(
+                    f"name servers still answer with Heroku after {self.timeout:.0f} s: {stale}"
+                )
+            time.sleep(3)
+        ctx.facts["public_check"] = f"{len(servers)} name servers answer with AWS"
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
