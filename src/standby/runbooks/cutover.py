@@ -20,6 +20,7 @@ import boto3.session
 from standby import catalog, dns_query
 from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.backup_store import BackupStore
+from standby.dns_switch import DnsSwitch
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient, HerokuUnreachable
 from standby.pg_tools import PgTool
@@ -346,97 +347,22 @@ class SwitchDns:
 
     def __init__(self, env: CutoverEnv) -> None:
         self.env = env
-
-    def _records(self) -> dict[str, dict[str, Any]]:
-        manifest = self.env.manifest
-        route53 = self.env.client("route53")
-        found: dict[str, dict[str, Any]] = {}
-        for record in manifest.records:
-            name = record["hostname"].rstrip(".") + "."
-            answer = route53.list_resource_record_sets(
-                HostedZoneId=manifest.hosted_zone_id, StartRecordName=name, MaxItems="5"
-            )
-            for item in answer["ResourceRecordSets"]:
-                if item["Name"] == name and item["Type"] in ("CNAME", "A"):
-                    found[record["hostname"]] = item
-        return found
-
-    def _on_aws(self, item: dict[str, Any] | None) -> bool:
-        target = str((item or {}).get("AliasTarget", {}).get("DNSName", "")).rstrip(".").lower()
-        return target == (self.env.manifest.load_balancer_dns or "").rstrip(".").lower()
+        self.switch = DnsSwitch(env.manifest, env.client)
 
     def is_done(self, ctx: RunContext) -> bool:
-        manifest = self.env.manifest
-        if manifest.dns_mode == "failover":
-            alarms = self.env.client("cloudwatch").describe_alarms(AlarmNames=[manifest.failover_alarm])[
-                "MetricAlarms"
-            ]
-            return bool(alarms) and alarms[0]["StateValue"] == "ALARM"
-        records = self._records()
-        return all(self._on_aws(records.get(r["hostname"])) for r in manifest.records)
+        return self.switch.is_on(on_standby=True)
 
     def plan(self, ctx: RunContext) -> str:
-        if self.env.manifest.dns_mode == "failover":
+        if self.switch.failover:
             return "drive the failover alarm: Route 53 answers with the AWS records (no control-plane call)"
         return (
             f"one change batch: {len(self.env.manifest.records)} record(s) from Heroku to the load balancer"
         )
 
     def apply(self, ctx: RunContext) -> None:
-        manifest = self.env.manifest
-        if manifest.dns_mode == "failover":
-            cloudwatch = self.env.client("cloudwatch")
-            cloudwatch.put_metric_data(
-                Namespace="Standby",
-                MetricData=[
-                    {
-                        "MetricName": manifest.failover_metric,
-                        "Dimensions": [{"Name": "App", "Value": self.env.app}],
-                        "Value": 0.0,
-                    }
-                ],
-            )
-            cloudwatch.set_alarm_state(
-                AlarmName=manifest.failover_alarm,
-                StateValue="ALARM",
-                StateReason=f"cutover of {self.env.app}",
-            )
-            return
-        records = self._records()
-        changes = []
-        for record in manifest.records:
-            current = records.get(record["hostname"])
-            if self._on_aws(current):
-                continue
-            if current is not None:
-                changes.append({"Action": "DELETE", "ResourceRecordSet": current})
-            changes.append(
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": record["hostname"],
-                        "Type": "A",
-                        "AliasTarget": {
-                            "HostedZoneId": manifest.load_balancer_zone_id,
-                            "DNSName": manifest.load_balancer_dns,
-                            "EvaluateTargetHealth": True,
-                        },
-                    },
-                }
-            )
-        if not changes:
-            return
-        route53 = self.env.client("route53")
-        # One batch: every name moves at once, or none does.
-        change = route53.change_resource_record_sets(
-            HostedZoneId=manifest.hosted_zone_id,
-            ChangeBatch={"Comment": f"standby cutover of {self.env.app}", "Changes": deletes_first(changes)},
-        )["ChangeInfo"]
-        deadline = time.monotonic() + 300
-        while change["Status"] != "INSYNC" and time.monotonic() < deadline:
-            time.sleep(2)
-            change = route53.get_change(Id=change["Id"])["ChangeInfo"]
-        ctx.facts["dns_change"] = change["Id"]
+        change = self.switch.move(on_standby=True, reason=f"standby cutover of {self.env.app}")
+        if change:
+            ctx.facts["dns_change"] = change
 
     def verify(self, ctx: RunContext) -> None:
         if not self.is_done(ctx):
@@ -457,13 +383,6 @@ def cutover_steps(env: CutoverEnv) -> list[Step]:
         SwitchDns(env),
         VerifyPublic(env),
     ]
-
-
-def deletes_first(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every DELETE before the UPSERTs: a name changes type (CNAME <-> alias A) only once its old record is gone.
-
-    UPSERT rather than CREATE keeps a retried batch harmless (and moto's record index happy)."""
-    return [c for c in changes if c["Action"] == "DELETE"] + [c for c in changes if c["Action"] != "DELETE"]
 
 
 class VerifyPublic:

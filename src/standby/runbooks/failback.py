@@ -13,11 +13,12 @@ from typing import Final
 
 from standby import catalog
 from standby.backup import BackupRequest, run_backup
+from standby.dns_switch import DnsSwitch
 from standby.errors import SafetyRefusal
 from standby.pg_url import parse_database_url
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
-from standby.runbooks.cutover import CutoverEnv, deletes_first
+from standby.runbooks.cutover import CutoverEnv
 
 URL_LIFETIME: Final = 3600  # seconds the presigned URL for Heroku stays valid
 TRANSFER_TIMEOUT: Final = 6 * 3600.0
@@ -187,69 +188,16 @@ class SwitchDnsBack:
 
     def __init__(self, env: CutoverEnv) -> None:
         self.env = env
-
-    def _current(self) -> dict[str, dict[str, object]]:
-        manifest = self.env.manifest
-        route53 = self.env.client("route53")
-        found = {}
-        for record in manifest.records:
-            name = record["hostname"].rstrip(".") + "."
-            sets = route53.list_resource_record_sets(
-                HostedZoneId=manifest.hosted_zone_id, StartRecordName=name, MaxItems="5"
-            )
-            for item in sets["ResourceRecordSets"]:
-                if item["Name"] == name and item["Type"] in ("CNAME", "A"):
-                    found[record["hostname"]] = item
-        return found
+        self.switch = DnsSwitch(env.manifest, env.client)
 
     def is_done(self, ctx: RunContext) -> bool:
-        manifest = self.env.manifest
-        if manifest.dns_mode == "failover":
-            alarms = self.env.client("cloudwatch").describe_alarms(AlarmNames=[manifest.failover_alarm])[
-                "MetricAlarms"
-            ]
-            return bool(alarms) and alarms[0]["StateValue"] == "OK"
-        current = self._current()
-        return all(
-            current.get(r["hostname"], {}).get("ResourceRecords") == [{"Value": r["heroku_target"]}]
-            for r in manifest.records
-        )
+        return self.switch.is_on(on_standby=False)
 
     def plan(self, ctx: RunContext) -> str:
         return "DNS back to Heroku's DNS targets (TTL 60)"
 
     def apply(self, ctx: RunContext) -> None:
-        manifest = self.env.manifest
-        if manifest.dns_mode == "failover":
-            cloudwatch = self.env.client("cloudwatch")
-            cloudwatch.put_metric_data(
-                Namespace="Standby",
-                MetricData=[
-                    {
-                        "MetricName": manifest.failover_metric,
-                        "Dimensions": [{"Name": "App", "Value": self.env.app}],
-                        "Value": 1.0,
-                    }
-                ],
-            )
-            cloudwatch.set_alarm_state(
-                AlarmName=manifest.failover_alarm, StateValue="OK", StateReason=f"failback of {self.env.app}"
-            )
-            return
-        current = self._current()
-        changes = []
-        for record in manifest.records:
-            existing = current.get(record["hostname"])
-            if existing is not None:
-                changes.append({"Action": "DELETE", "ResourceRecordSet": existing})
-            changes.append(
-                {"Action": "UPSERT", "ResourceRecordSet": {"Name": record["hostname"], "Type": "CNAME", "TTL": 60,
-                                                           "ResourceRecords": [{"Value": record["heroku_target"]}]}}
-            )  # fmt: skip
-        self.env.client("route53").change_resource_record_sets(
-            HostedZoneId=manifest.hosted_zone_id,
-            ChangeBatch={"Comment": f"standby failback of {self.env.app}", "Changes": deletes_first(changes)},
-        )
+        self.switch.move(on_standby=False, reason=f"standby failback of {self.env.app}")
 
     def verify(self, ctx: RunContext) -> None:
         if not self.is_done(ctx):
