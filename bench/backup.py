@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import ROOT, best, fill, start_moto, timed
+from harness import ROOT, best, fill, moto_with_bucket, timed
 
 from standby.local.postgres import LocalPostgres
 from standby.pg_tools import find_tool
@@ -37,9 +37,12 @@ def main() -> int:
 
     pg_dump = find_tool("pg_dump")
     os.environ["STANDBY_PG_BIN"] = str(pg_dump.path.parent)
-    moto, _ = start_moto("bench")
 
-    with LocalPostgres() as server, tempfile.TemporaryDirectory(prefix="standby-bench-") as scratch:
+    with (
+        moto_with_bucket("bench"),
+        LocalPostgres() as server,
+        tempfile.TemporaryDirectory(prefix="standby-bench-") as scratch,
+    ):
         url = server.create_database("bench")
         print(f"filling a ~{args.size_gb} GB database ...", file=sys.stderr)
         size = fill(url, args.size_gb)
@@ -84,7 +87,6 @@ def main() -> int:
             f"its pg_dump {ours_s3_mem.get('pg_dump', 0) / mib:.0f} MiB; "
             f"raw pg_dump {raw_default_mem.get('pg_dump', 0) / mib:.0f} MiB"
         )
-    moto.stop()
     return 0
 
 

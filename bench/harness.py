@@ -3,22 +3,23 @@ also records the peak memory of every program in a command's process tree."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 import psutil
 import psycopg
-from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from standby.local.moto_server import moto_server  # noqa: E402
 
 FILL = """
 CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL, name text, created_at timestamptz NOT NULL);
@@ -87,20 +88,11 @@ def best(rounds: int, run: Callable[[int], tuple[float, dict[str, int]]]) -> tup
     return min(r[0] for r in results), {k: max(r[1].get(k, 0) for r in results) for k in results[0][1]}
 
 
-def start_moto(bucket: str) -> tuple[ThreadedMotoServer, dict[str, str]]:
-    """moto's S3 on a free loopback port with `bucket` in it; returns the environment that reaches it."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-2",
-    }
-    os.environ.update(env)
-    boto3.client("s3").create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
-    )
-    return server, env
+@contextmanager
+def moto_with_bucket(bucket: str) -> Iterator[dict[str, str]]:
+    """moto's S3 on loopback (standby.local.moto_server) with `bucket` in it."""
+    with moto_server("us-east-2") as env:
+        boto3.client("s3").create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+        )
+        yield env

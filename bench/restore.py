@@ -23,7 +23,7 @@ from pathlib import Path
 
 import boto3
 import psycopg
-from harness import ROOT, fill, start_moto, timed
+from harness import ROOT, fill, moto_with_bucket, timed
 
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
@@ -43,8 +43,11 @@ def main() -> int:
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     pg_restore = find_tool("pg_restore")
-    moto, _ = start_moto("bench")
-    with LocalPostgres() as server, tempfile.TemporaryDirectory(prefix="standby-bench-") as scratch:
+    with (
+        moto_with_bucket("bench"),
+        LocalPostgres() as server,
+        tempfile.TemporaryDirectory(prefix="standby-bench-") as scratch,
+    ):
         source = server.create_database("source")
         print(f"filling a ~{args.size_gb} GB database and backing it up ...", file=sys.stderr)
         fill(source, args.size_gb)
@@ -87,7 +90,6 @@ def main() -> int:
         _drop(server, target)
         raw_single = raw(1)
 
-    moto.stop()
     print(
         f"\ndump {manifest.size / 1e9:.2f} GB (pg_dump --compress={args.compress}), {len(manifest.tables)} tables; {cores} cores"
     )

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
 
-from standby.backup_store import BackupStore
+from standby.backup_store import BackupStore, StoreError
+from standby.errors import StandbyError
 
 FEED_CHUNK: Final = 1024 * 1024
 
@@ -29,7 +30,7 @@ class DumpTransfer:
         self._copy = local is None
         self._available = 0
         self._done = False
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._cond = threading.Condition()
         self.sha256 = ""
         self.size = 0
@@ -60,9 +61,14 @@ class DumpTransfer:
             with self._cond:
                 self.sha256, self.size, self._done = digest.hexdigest(), self._available, True
                 self._cond.notify_all()
-        except BaseException as exc:  # handed to whoever waits
+        except Exception as exc:  # handed to whoever waits, as a store error or the disk's own
+            error = (
+                exc
+                if isinstance(exc, StandbyError | OSError)
+                else StoreError(f"reading {self._key} failed: {exc}")
+            )
             with self._cond:
-                self._error, self._done = exc, True
+                self._error, self._done = error, True
                 self._cond.notify_all()
 
     def wait_for(self, offset: int) -> int:
@@ -101,16 +107,13 @@ class DumpTransfer:
         """Write the dump, as it arrives, into `sink` (a process's stdin), then close it."""
 
         def pump() -> None:
-            try:
+            # Either side may stop first: the reader (its exit status says why) or the transfer (the
+            # restore learns why from wait()). The pump itself has nothing to add; it just closes the pipe.
+            with contextlib.suppress(OSError, StandbyError):
                 for chunk in self.chunks():
                     sink.write(chunk)
-            except (BrokenPipeError, OSError):
-                pass  # the reader stopped; its exit status says why
-            except BaseException:  # a failed transfer: the restore sees it through wait()
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    sink.close()
+            with contextlib.suppress(OSError):
+                sink.close()
 
         thread = threading.Thread(target=pump, name="dump-feed", daemon=True)
         thread.start()

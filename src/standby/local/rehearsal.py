@@ -24,6 +24,7 @@ import psycopg
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.local.heroku_fake import FakeApp, HerokuFake
+from standby.local.moto_server import moto_server
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_world import WorldSpec, build_standby_world
 from standby.pg_tools import find_tool
@@ -84,35 +85,6 @@ def _health_app(database_url: Callable[[], str]) -> Iterator[str]:
         server.server_close()
 
 
-@contextmanager
-def _moto() -> Iterator[dict[str, str]]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "rehearsal",
-        "AWS_SECRET_ACCESS_KEY": "rehearsal",
-        "AWS_REGION": REGIONS["standby"],
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield env
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def rehearse(
     scenario: str,
     workdir: Path,
@@ -127,7 +99,7 @@ def rehearse(
 
     with ExitStack() as stack:
         say("starting: PostgreSQL, moto's AWS, the fake Heroku API, the standby's web app ...")
-        aws = stack.enter_context(_moto())
+        aws = stack.enter_context(moto_server(REGIONS["standby"]))
         postgres = stack.enter_context(LocalPostgres(parent=workdir))
         heroku_db = postgres.create_database("heroku")
         say(f"loading the sample app (pagila, {rentals} rentals) into Heroku's database ...")

@@ -60,11 +60,20 @@ class CutoverEnv:
         )
 
 
-class Preflight:
-    name = "preflight"
+class EnvStep:
+    """A step that works with the runbook's environment; `verify` checks nothing more unless overridden."""
+
+    name = ""
 
     def __init__(self, env: CutoverEnv) -> None:
         self.env = env
+
+    def verify(self, ctx: RunContext) -> None:
+        return None
+
+
+class Preflight(EnvStep):
+    name = "preflight"
 
     def is_done(self, ctx: RunContext) -> bool:
         return "started_at" in ctx.facts
@@ -85,15 +94,9 @@ class Preflight:
         ctx.facts["newest_backup"] = newest.backup_id
         ctx.facts["newest_backup_age_seconds"] = round(newest.age(now), 1)
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class AssessPrimary:
+class AssessPrimary(EnvStep):
     name = "assess_primary"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         return "primary_reachable" in ctx.facts
@@ -115,15 +118,9 @@ class AssessPrimary:
             ctx.say("  Heroku does not answer; continuing because --primary-unreachable was given")
             ctx.facts["primary_reachable"] = False
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class FencePrimary:
+class FencePrimary(EnvStep):
     name = "fence_primary"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         if not ctx.facts.get("primary_reachable"):
@@ -149,11 +146,8 @@ class FencePrimary:
             raise SafetyRefusal("Heroku still runs dynos or is out of maintenance mode after fencing.")
 
 
-class FinalBackup:
+class FinalBackup(EnvStep):
     name = "final_backup"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         return "final_backup" in ctx.facts or not ctx.facts.get("primary_reachable")
@@ -184,15 +178,9 @@ class FinalBackup:
             return
         ctx.facts["final_backup"] = manifest.backup_id
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class ScaleStandby:
+class ScaleStandby(EnvStep):
     name = "scale_standby"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def _wanted(self, ctx: RunContext) -> dict[str, int]:
         formation = ctx.facts.get("primary_formation") or {}
@@ -230,11 +218,8 @@ class ScaleStandby:
             raise SafetyRefusal(f"ECS desired counts are {self._current(ctx)}, not {self._wanted(ctx)}.")
 
 
-class Restore:
+class Restore(EnvStep):
     name = "restore"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def _newest(self) -> catalog.CatalogEntry:
         entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
@@ -267,15 +252,9 @@ class Restore:
         )
         ctx.facts["restore_seconds"] = round(sum(report.phases.values()), 1)
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class VerifyData:
+class VerifyData(EnvStep):
     name = "verify_data"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         return bool(ctx.facts.get("verified"))
@@ -299,15 +278,9 @@ class VerifyData:
         ctx.facts["restored_backup"] = marker.backup_id
         ctx.facts["rpo_seconds"] = round(max(0.0, (lost_from - marker.snapshot_at).total_seconds()), 1)
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class WaitHealthy:
+class WaitHealthy(EnvStep):
     name = "wait_healthy"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def _healthy(self) -> bool:
         manifest = self.env.manifest
@@ -338,15 +311,12 @@ class WaitHealthy:
                 )
             time.sleep(2)
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class SwitchDns:
+class SwitchDns(EnvStep):
     name = "switch_dns"
 
     def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
+        super().__init__(env)
         self.switch = DnsSwitch(env.manifest, env.client)
 
     def is_done(self, ctx: RunContext) -> bool:
@@ -385,13 +355,13 @@ def cutover_steps(env: CutoverEnv) -> list[Step]:
     ]
 
 
-class VerifyPublic:
+class VerifyPublic(EnvStep):
     """Ask the zone's name servers what the world is told for each name now (on real AWS)."""
 
     name = "verify_public"
 
     def __init__(self, env: CutoverEnv, timeout: float = 90.0) -> None:
-        self.env = env
+        super().__init__(env)
         self.timeout = timeout
 
     def _servers(self) -> list[tuple[str, int]]:
@@ -440,6 +410,3 @@ class VerifyPublic:
                 )
             time.sleep(3)
         ctx.facts["public_check"] = f"{len(servers)} name servers answer with AWS"
-
-    def verify(self, ctx: RunContext) -> None:
-        return None

@@ -18,17 +18,14 @@ from standby.errors import SafetyRefusal
 from standby.pg_url import parse_database_url
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
-from standby.runbooks.cutover import CutoverEnv
+from standby.runbooks.cutover import CutoverEnv, EnvStep
 
 URL_LIFETIME: Final = 3600  # seconds the presigned URL for Heroku stays valid
 TRANSFER_TIMEOUT: Final = 6 * 3600.0
 
 
-class FailbackPreflight:
+class FailbackPreflight(EnvStep):
     name = "preflight"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         return "started_at" in ctx.facts
@@ -45,15 +42,9 @@ class FailbackPreflight:
         self.env.heroku.app(self.env.app)  # must answer: failback writes to Heroku
         ctx.facts["started_at"] = datetime.now(UTC).isoformat()
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class FenceStandby:
+class FenceStandby(EnvStep):
     name = "fence_standby"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def _counts(self) -> dict[str, int]:
         manifest = self.env.manifest
@@ -81,11 +72,8 @@ class FenceStandby:
             raise SafetyRefusal(f"standby services still run: {self._counts()}")
 
 
-class DumpStandby:
+class DumpStandby(EnvStep):
     name = "dump_standby"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         return bool(ctx.facts.get("failback_backup"))
@@ -105,15 +93,9 @@ class DumpStandby:
         )
         ctx.facts["failback_backup"] = manifest.backup_id
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class RestoreHeroku:
+class RestoreHeroku(EnvStep):
     name = "restore_heroku"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def _backup(self, ctx: RunContext) -> catalog.BackupManifest:
         entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
@@ -153,15 +135,9 @@ class RestoreHeroku:
         ctx.facts["heroku_restored"] = True
         ctx.facts["verified"] = True
 
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
-
-class UnfenceHeroku:
+class UnfenceHeroku(EnvStep):
     name = "unfence_heroku"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         heroku, app = self.env.heroku, self.env.app
@@ -183,11 +159,11 @@ class UnfenceHeroku:
             raise SafetyRefusal("Heroku is still in maintenance mode or its dynos did not come back.")
 
 
-class SwitchDnsBack:
+class SwitchDnsBack(EnvStep):
     name = "switch_dns_back"
 
     def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
+        super().__init__(env)
         self.switch = DnsSwitch(env.manifest, env.client)
 
     def is_done(self, ctx: RunContext) -> bool:
@@ -204,11 +180,8 @@ class SwitchDnsBack:
             raise SafetyRefusal("the DNS records do not point at Heroku after the switch back.")
 
 
-class StandbyToBaseMode:
+class StandbyToBaseMode(EnvStep):
     name = "standby_base_mode"
-
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
 
     def is_done(self, ctx: RunContext) -> bool:
         value = self.env.client("ssm").get_parameter(Name=self.env.manifest.mode_parameter)["Parameter"][
@@ -229,9 +202,6 @@ class StandbyToBaseMode:
         self.env.client("ssm").put_parameter(
             Name=manifest.mode_parameter, Value=manifest.base_mode, Type="String", Overwrite=True
         )
-
-    def verify(self, ctx: RunContext) -> None:
-        return None
 
 
 def failback_steps(env: CutoverEnv) -> list[Step]:
