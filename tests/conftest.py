@@ -9,6 +9,7 @@ import pulumi
 import pytest
 import yaml
 
+from standby.local.moto_server import start_moto_server
 from standby.local.postgres import LocalPostgres
 from tests.pulumi_harness import RecordingMocks
 from tests.servers import AWS_TEST_ENV
@@ -59,13 +60,9 @@ def pg_server() -> Iterator[LocalPostgres]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's AWS on a free loopback port, for scripts run as subprocesses (AWS_ENDPOINT_URL)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server, endpoint = start_moto_server()
     try:
-        yield f"http://{host}:{port}"
+        yield endpoint
     finally:
         server.stop()
 

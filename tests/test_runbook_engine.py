@@ -195,3 +195,25 @@ def test_resuming_a_run_that_finished_does_nothing_again(
     assert again is not None and first is not None and again.run_id == first.run_id
     assert [world[f"{n}:applies"] for n in ("fence", "restore", "switch")] == [1, 1, 1]
     assert any("already finished" in line and "nothing to resume" in line for line in said)
+
+
+@pytest.mark.parametrize("failure", ["verification", "interrupt"])
+def test_cleanup_steps_run_after_a_failure_and_end_the_run(
+    aws: None, world: Counter[str], tmp_path: Path, failure: str
+) -> None:
+    runbook = _runbook(world, tmp_path, crash_in="restore" if failure == "interrupt" else "")
+    runbook.cleanup = [ToyStep("tear_down", world)]
+    world["restore:broken"] = 1 if failure == "verification" else 0
+
+    with pytest.raises(StepFailed if failure == "verification" else KeyboardInterrupt):
+        runbook.run(RunContext(), RunOptions(yes=True))
+
+    assert world["tear_down:applies"] == 1 and world["switch:applies"] == 0
+    journal = runbook.journals.load("acme", "cutover")
+    assert journal is not None and journal.finished and journal.outcome == "failed"
+    # Nothing is left to resume: the next run starts afresh instead of refusing.
+    world["restore:broken"] = 0
+    world["tear_down:state"] = 0
+    again = runbook.run(RunContext(), RunOptions(yes=True))
+    assert again is not None and again.outcome == "succeeded" and again.run_id != journal.run_id
+    assert [s.name for s in again.steps][-1] == "tear_down"

@@ -241,6 +241,37 @@ def test_the_manifest_holds_what_the_runbooks_need_in_both_regions(pulumi_mocks:
     assert "mock-password-not-for-logs" not in text and "sk-not-for-logs" not in text
 
 
+def test_a_drill_has_its_secret_target_group_and_header_rule_named_in_the_manifest(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks)
+    standby = [d for d in pulumi_mocks.of_type("aws:ssm/parameter:Parameter") if d.region_role == "standby"]
+    manifest = json.loads(
+        unwrap(next(d for d in standby if d.inputs["name"] == manifest_parameter(APP)).inputs["value"])
+    )
+    secret = next(
+        d for d in pulumi_mocks.of_type("aws:secretsmanager/secret:Secret")
+        if d.inputs["name"] == f"standby/{APP}/drill-database-url" and d.region_role == "standby"
+    )  # fmt: skip
+    assert manifest["drill_database_secret"] == f"arn:aws:mock:::secretsmanager/secret/{secret.name}"
+    # The task execution role may read it, or the drill's task could not start.
+    policies = [
+        d
+        for d in pulumi_mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+        if d.name.endswith("-execution-secrets")
+    ]
+    assert any(secret.name in json.dumps(unwrap(d.inputs["policy"])) for d in policies)
+    rule = next(
+        d for d in pulumi_mocks.of_type("aws:lb/listenerRule:ListenerRule") if d.region_role == "standby"
+    )
+    assert unwrap(rule.inputs["conditions"]) == [
+        {"httpHeader": {"httpHeaderName": "X-Standby-Drill", "values": [APP]}}
+    ]
+    drill_group = unwrap(rule.inputs["actions"])[0]["targetGroupArn"]
+    assert manifest["drill_target_group_arn"] == drill_group
+    assert drill_group != manifest["target_group_arn"]  # production's target group is never touched
+
+
 def test_an_apex_domain_is_refused(pulumi_mocks: RecordingMocks) -> None:
     outputs = dict(PRIMARY_OUTPUTS)
     outputs["domains"] = [{"hostname": "acme-shop.example", "dnsTarget": "apex.herokudns.com"}]

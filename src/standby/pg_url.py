@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -77,3 +78,11 @@ def parse_database_url(url: str, what: str = "database URL") -> Database:
                 ]
             )
     return Database(conninfo, None if password is None else str(password))
+
+
+def url_with_dbname(url: str, dbname: str) -> str:
+    """The same DATABASE_URL naming another database on the same server, in the form it came in."""
+    parts = urlsplit(url)
+    if parts.scheme in ("postgres", "postgresql"):
+        return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
+    return make_conninfo(url, dbname=dbname)

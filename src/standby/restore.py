@@ -254,7 +254,7 @@ def execute_restore(
             if loader is not None and loader.poll() is None:
                 loader.kill()
                 loader.wait()
-            _drop_database(request.server, plan.new_database)
+            drop_database(request.server, plan.new_database)
             raise
         report.verified = True
         with phase("switch", f"switching {plan.target} to the restored database"):
@@ -386,7 +386,7 @@ def _create_database(server: Database, name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _drop_database(server: Database, name: str) -> None:
+def drop_database(server: Database, name: str) -> None:
     with server.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -400,7 +400,7 @@ def _drop_leftovers(request: RestoreRequest, target: str, progress: Progress) ->
         ]
     for name in names:
         progress(f"dropping {name}, left by an interrupted restore")
-        _drop_database(request.server, name)
+        drop_database(request.server, name)
 
 
 def _switch(server: Database, plan: RestorePlan, manifest: BackupManifest) -> str | None:

@@ -48,6 +48,10 @@ class StandbyManifest:
     load_balancer_dns: str | None = None
     load_balancer_zone_id: str | None = None
     target_group_arn: str | None = None
+    # A drill runs one web task against a scratch copy: its DATABASE_URL goes into this secret (which the
+    # task execution role may read) and the task into this target group (reached only with a drill header).
+    drill_database_secret: str | None = None
+    drill_target_group_arn: str | None = None
     health_url: str | None = None  # set for a standby checked directly over HTTP (the local rehearsal)
     hosted_zone_id: str | None = None
     dns_mode: str = "record"

@@ -17,6 +17,7 @@ from standby.sizing import FargateSize
 WEB: Final = "web"
 EXECUTION_POLICY: Final = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 LOG_RETENTION_DAYS: Final = 30
+DRILL_HEADER: Final = "X-Standby-Drill"
 
 
 def desired_count(mode: Mode, primary_quantity: int) -> int:
@@ -88,8 +89,18 @@ class StandbyServices(pulumi.ComponentResource):
             opts=child,
         )
         secrets: list[pulumi.Input[str]] = [self.settings_secret.arn]
+        self.drill_secret: aws.secretsmanager.Secret | None = None
         if args.database_url_secret_arn is not None:
             secrets.append(args.database_url_secret_arn)
+            # A drill's web task reads its scratch DATABASE_URL from here; the drill writes the value.
+            self.drill_secret = aws.secretsmanager.Secret(
+                f"{name}-drill-database-url",
+                name=f"standby/{args.app}/drill-database-url",
+                description="DATABASE_URL of a drill's scratch database; written by scripts/drill.py",
+                recovery_window_in_days=0,
+                opts=child,
+            )
+            secrets.append(self.drill_secret.arn)
         heroku_key = None
         if args.heroku_api_key is not None:
             heroku_key = aws.secretsmanager.Secret(
@@ -118,7 +129,9 @@ class StandbyServices(pulumi.ComponentResource):
             f"{name}-app", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"), opts=child
         )
 
-        self.load_balancer, self.target_group = self._load_balancer(name, args, child)
+        self.load_balancer, self.target_group, self.drill_target_group = self._load_balancer(
+            name, args, child
+        )
         self.task_definitions: dict[str, aws.ecs.TaskDefinition] = {}
         self.services: dict[str, aws.ecs.Service] = {}
         for process_type, spec in args.processes.items():
@@ -183,7 +196,7 @@ class StandbyServices(pulumi.ComponentResource):
 
     def _load_balancer(
         self, name: str, args: ServicesArgs, child: pulumi.ResourceOptions
-    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup]:
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.TargetGroup]:
         network = args.network
         balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
@@ -193,20 +206,23 @@ class StandbyServices(pulumi.ComponentResource):
             drop_invalid_header_fields=True,
             opts=child,
         )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-web",
-            port=args.container_port,
-            protocol="HTTP",
-            target_type="ip",
-            vpc_id=network.vpc.id,
-            deregistration_delay=30,
-            health_check={
-                "path": args.health_check_path,
-                "matcher": "200-399",
-                "interval": 15,
-                "healthy_threshold": 2,
-            },
-            opts=child,
+        target_group, drill_group = (
+            aws.lb.TargetGroup(
+                f"{name}-{kind}",
+                port=args.container_port,
+                protocol="HTTP",
+                target_type="ip",
+                vpc_id=network.vpc.id,
+                deregistration_delay=30 if kind == "web" else 5,
+                health_check={
+                    "path": args.health_check_path,
+                    "matcher": "200-399",
+                    "interval": 15 if kind == "web" else 10,
+                    "healthy_threshold": 2,
+                },
+                opts=child,
+            )
+            for kind in ("web", "drill")
         )
         certificate = aws.acm.Certificate(
             f"{name}-certificate",
@@ -234,7 +250,7 @@ class StandbyServices(pulumi.ComponentResource):
             validation_record_fqdns=[r.fqdn for r in records],
             opts=child,
         )
-        aws.lb.Listener(
+        https = aws.lb.Listener(
             f"{name}-https",
             load_balancer_arn=balancer.arn,
             port=443,
@@ -257,7 +273,17 @@ class StandbyServices(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        return balancer, target_group
+        # The drill's task is health-checked by this load balancer like the service's, but only requests
+        # carrying the drill header reach it; the drill target group is empty between drills.
+        aws.lb.ListenerRule(
+            f"{name}-drill",
+            listener_arn=https.arn,
+            priority=1,
+            conditions=[{"http_header": {"http_header_name": DRILL_HEADER, "values": [args.app]}}],
+            actions=[{"type": "forward", "target_group_arn": drill_group.arn}],
+            opts=child,
+        )
+        return balancer, target_group, drill_group
 
     def _task_definition(
         self,

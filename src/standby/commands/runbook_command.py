@@ -16,7 +16,6 @@ from standby import cli
 from standby.backup_store import S3Store
 from standby.commands.common import confirm, say
 from standby.errors import ConfigError
-from standby.heroku_api import HerokuClient
 from standby.pg_tools import find_tool
 from standby.runbook.engine import Runbook, RunContext, RunOptions, Step, StepFailed
 from standby.runbook.journal import Journal, JournalStore
@@ -59,6 +58,7 @@ def run_runbook(
     args: argparse.Namespace,
     steps: Callable[[CutoverEnv], list[Step]],
     primary_unreachable: bool = False,
+    cleanup: Callable[[CutoverEnv], list[Step]] | None = None,
 ) -> int:
     if not args.app:
         raise ConfigError(["--app is required (or set STANDBY_APP)."])
@@ -66,7 +66,6 @@ def run_runbook(
     store = S3Store(manifest.backup_bucket, manifest.region)
     env = CutoverEnv(
         manifest=manifest,
-        heroku=HerokuClient.from_env(),
         store=store,
         pg_dump=find_tool("pg_dump", args.pg_bin),
         pg_restore=find_tool("pg_restore", args.pg_bin),
@@ -87,6 +86,7 @@ def run_runbook(
         JournalStore(args.journal_dir, store),
         DynamoDbLock(manifest.lock_table or f"{manifest.app}-standby-locks", manifest.region),
         notify,
+        cleanup(env) if cleanup else [],
     )
     options = RunOptions(
         dry_run=args.dry_run, yes=args.yes, resume=args.resume, restart=args.restart, owner=args.owner

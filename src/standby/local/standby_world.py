@@ -1,6 +1,6 @@
 """A standby as `pulumi up -s standby` would leave it, created through the AWS APIs of any endpoint
 (moto's server for the tests and the local rehearsal): the bucket, the lock table, the database secret,
-the live mode, the ECS services, the hosted zone with its records pointing at Heroku, the topic, the
+the live mode, the ECS services, the drill's secret and target group, the hosted zone with its records pointing at Heroku, the topic, the
 failover alarm, and the standby manifest naming all of it.
 """
 
@@ -61,6 +61,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
     # ECS services need a network to be created, as on AWS.
     ec2 = client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as StandbyNetwork declares
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.128.0/20")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName=f"{app}-services", Description="services", VpcId=vpc)[
         "GroupId"
@@ -77,8 +78,11 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
             networkMode="awsvpc",
             cpu="256",
             memory="512",
-            containerDefinitions=[{"name": kind, "image": f"{app}:latest", "essential": True}],
-        )
+            executionRoleArn=f"arn:aws:iam::123456789012:role/{app}-execution",
+            # moto's run_task wants a container memory, which Fargate leaves optional.
+            containerDefinitions=[{"name": kind, "image": f"{app}:latest", "essential": True, "memory": 512,
+                                   "secrets": [{"name": "DATABASE_URL", "valueFrom": secret["ARN"]}]}],
+        )  # fmt: skip
         ecs.create_service(
             cluster=cluster,
             serviceName=family,
@@ -88,6 +92,12 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
             networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
         )
         services[kind] = family
+
+    drill_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/drill-database-url")["ARN"]
+    drill_group = client("elbv2").create_target_group(
+        Name=f"{app}-drill"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
+        HealthCheckPath="/health",
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
 
     zone_id = spec.hosted_zone_id or _zone_with_records(client("route53"), spec)
     failover_alarm = None
@@ -119,6 +129,8 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         task_security_group=group,
         load_balancer_dns=spec.load_balancer_dns,
         load_balancer_zone_id="Z35SXDOTRQ7X7K",
+        drill_database_secret=drill_secret,
+        drill_target_group_arn=drill_group,
         health_url=spec.health_url,
         hosted_zone_id=zone_id,
         dns_mode=spec.dns_mode,

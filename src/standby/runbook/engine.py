@@ -7,7 +7,10 @@ idempotently (`apply`) and how to prove it worked (`verify`). A run:
 3. takes the lock (refused, exit 3, when another operator holds it);
 4. runs each step: skipped when the journal says it finished, recorded "already done" when its probe says
    so, otherwise applied then verified, with its start and end journaled *before* and *after*;
-5. writes the report: each step's time and outcome, the RTO achieved, and what the steps measured.
+5. runs the cleanup steps (a drill's teardown) after the steps, also when one failed or was interrupted;
+   a run with cleanup steps then ends as failed instead of waiting for --resume: there is nothing left
+   to resume;
+6. writes the report: each step's time and outcome, the RTO achieved, and what the steps measured.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class RunContext:
 
     facts: dict[str, Any] = field(default_factory=dict)
     say: Callable[[str], None] = lambda _: None
+    run_id: str = ""  # set by the runbook when the run starts
 
 
 class Step(Protocol):
@@ -68,6 +72,7 @@ class Runbook:
     journals: JournalStore
     lock: Lock
     notify: Notify = lambda subject, message: None
+    cleanup: list[Step] = field(default_factory=list)  # run after the steps, whatever happened to them
 
     def run(
         self, ctx: RunContext, options: RunOptions, confirm: Callable[[str], bool] = lambda _: False
@@ -96,6 +101,7 @@ class Runbook:
             )
         )
         ctx.facts.update(journal.facts)
+        ctx.run_id = journal.run_id
         ctx.say(
             f"{self.name} for {self.app}: {'resuming run ' + journal.run_id if journal.steps else 'plan'}"
         )
@@ -114,7 +120,16 @@ class Runbook:
                 f"{self.name} started",
                 f"{self.name} for {self.app} started by {options.owner} (run {journal.run_id})",
             )
-            for step in self.steps:
+            try:
+                for step in self.steps:
+                    self._run_step(step, ctx, journal)
+            except BaseException:
+                if self.cleanup:
+                    self._clean_up(ctx, journal)
+                    journal.finish("failed", ctx.facts)
+                    self.journals.save(journal)
+                raise
+            for step in self.cleanup:
                 self._run_step(step, ctx, journal)
             journal.finish("succeeded", ctx.facts)
             self.journals.save(journal)
@@ -125,9 +140,17 @@ class Runbook:
         finally:
             self.lock.release(f"{self.app}/{self.name}", options.owner)
 
+    def _clean_up(self, ctx: RunContext, journal: Journal) -> None:
+        """The cleanup steps after a failure: each is tried, a failing one does not stop the next."""
+        for step in self.cleanup:
+            try:
+                self._run_step(step, ctx, journal)
+            except StepFailed as exc:
+                ctx.say(f"  cleanup incomplete: {exc}")
+
     def describe(self, ctx: RunContext, journal: Journal) -> list[str]:
         lines = []
-        for i, step in enumerate(self.steps, start=1):
+        for i, step in enumerate([*self.steps, *self.cleanup], start=1):
             record = journal.record(step.name)
             if record is not None and record.outcome in ("done", "already done"):
                 lines.append(f"  {i:>2}. {step.name:<22} done in this run already: skipped")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Final
 
 import boto3.session
@@ -21,6 +23,7 @@ from standby import catalog, dns_query
 from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.backup_store import BackupStore
 from standby.dns_switch import DnsSwitch
+from standby.drill_history import forecast_note
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient, HerokuUnreachable
 from standby.pg_tools import PgTool
@@ -38,13 +41,18 @@ class CutoverEnv:
     """What the cutover's steps work with; built once by the command from the standby manifest."""
 
     manifest: StandbyManifest
-    heroku: HerokuClient
     store: BackupStore
     pg_dump: PgTool
     pg_restore: PgTool
     primary_unreachable: bool = False
     health_timeout: float = HEALTH_TIMEOUT
     jobs: int = 2
+    # Built on first use: a drill never talks to Heroku, so it must not need a Heroku token.
+    make_heroku: Callable[[], HerokuClient] = HerokuClient.from_env
+
+    @cached_property
+    def heroku(self) -> HerokuClient:
+        return self.make_heroku()
 
     @property
     def app(self) -> str:
@@ -232,7 +240,10 @@ class Restore(EnvStep):
         return marker is not None and marker.backup_id == newest.backup_id
 
     def plan(self, ctx: RunContext) -> str:
-        return "restore the newest backup into the standby database (skipped if restore-ahead holds it)"
+        note = forecast_note(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        return (
+            f"restore the newest backup into the standby database (skipped if restore-ahead holds it){note}"
+        )
 
     def apply(self, ctx: RunContext) -> None:
         target = self.env.standby_database()
