@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from standby.names import PrimaryOutput
 from tests.conftest import ROOT, sample_config, set_pulumi_config
-from tests.pulumi_harness import RecordingMocks, resolve, run_program
+from tests.pulumi_harness import RecordingMocks, resolve, run_program, unwrap
 
 APP = "heroku:app/app:App"
 ADDON = "heroku:addon/addon:Addon"
@@ -151,3 +152,51 @@ def test_bad_config_stops_the_program_before_any_resource(
     with pytest.raises(pulumi.RunError, match=r"standby:formation\.web\.size: unknown Heroku dyno size"):
         _run_primary(primary_config)
     assert [d for d in pulumi_mocks.declared if not d.typ.startswith("pulumi:")] == []
+
+
+AI = {
+    "active": "openai",
+    "providers": {"openai": {"keyVar": "OPENAI_API_KEY"}, "anthropic": {"keyVar": "ANTHROPIC_API_KEY"}},
+    "models": {"AI_MODEL": {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5"}},
+}
+
+
+def test_the_ai_settings_start_at_the_configured_provider_and_are_exported(
+    pulumi_mocks: RecordingMocks, primary_config: dict[str, Any]
+) -> None:
+    primary_config["standby:ai"] = AI
+    primary_config["standby:secretConfigVars"] |= {
+        "OPENAI_API_KEY": "sk-o-not-for-logs",
+        "ANTHROPIC_API_KEY": "sk-a-not-for-logs",
+    }
+    exported = _run_primary(primary_config)
+    (settings,) = pulumi_mocks.of_type("heroku:app/configAssociation:ConfigAssociation")
+    assert settings.inputs["vars"] == {"AI_PROVIDER": "openai", "AI_MODEL": "gpt-4o"}
+    (app,) = pulumi_mocks.of_type(APP)
+    assert "OPENAI_API_KEY" in unwrap(app.inputs["sensitiveConfigVars"])  # the keys are secret config vars
+    outputs = {k: unwrap(v) for k, v in exported.items()}
+    assert outputs["ai"]["providers"]["anthropic"]["keyVar"] == "ANTHROPIC_API_KEY"
+    assert outputs["plainConfigVars"]["AI_PROVIDER"] == "openai"
+    assert "sk-a-not-for-logs" not in json.dumps(outputs["ai"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"providers": {"openai": {"keyVar": "OPENAI_API_KEY"}}}, "anthropic missing"),
+        ({"models": {"AI_MODEL": {"openai": "gpt-4o"}}}, "models.AI_MODEL: no model for anthropic"),
+        ({"providers": {"openai": {"keyVar": "OPENAI_API_KEY"}, "anthropic": {"keyVar": "CLAUDE_KEY"}}},
+         "CLAUDE_KEY must be a secret config var"),
+    ],
+)  # fmt: skip
+def test_ai_config_mistakes_are_named(
+    primary_config: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
+    from standby.config.loading import validate
+    from standby.errors import ConfigError
+
+    primary_config["standby:ai"] = AI | change
+    primary_config["standby:secretConfigVars"] |= {"OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "y"}
+    with pytest.raises(ConfigError) as refused:
+        validate(primary_config, secret_keys={"standby:secretConfigVars"})
+    assert any(message in problem for problem in refused.value.problems), refused.value.problems

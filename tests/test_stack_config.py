@@ -52,7 +52,7 @@ def _delete(path: str) -> Mutation:
 BAD_CONFIGS: dict[str, tuple[str, Mutation, list[str]]] = {
     "unknown key": (
         "primary", _set("colour", "blue"),
-        ["standby:colour: unknown key", "Allowed keys here: app, configVars", "Got 'blue'"],
+        ["standby:colour: unknown key", "Allowed keys here: ai, app, configVars", "Got 'blue'"],
     ),
     "unknown nested key": (
         "primary", _set("app.regin", "eu"),

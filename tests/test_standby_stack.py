@@ -41,9 +41,12 @@ PRIMARY_OUTPUTS: dict[str, Any] = {
 
 
 def run_standby(
-    mocks: RecordingMocks, overrides: dict[str, Any] | None = None, live: dict[str, str] | None = None
+    mocks: RecordingMocks,
+    overrides: dict[str, Any] | None = None,
+    live: dict[str, str] | None = None,
+    outputs: dict[str, Any] | None = None,
 ) -> None:
-    mocks.stack_outputs = dict(PRIMARY_OUTPUTS)
+    mocks.stack_outputs = dict(outputs or PRIMARY_OUTPUTS)
     mocks.ssm_parameters = dict(live or {})
     config = sample_config("standby")
     config.update(overrides or {})
@@ -286,3 +289,36 @@ def run_standby_with(mocks: RecordingMocks, outputs: dict[str, Any]) -> None:
     set_pulumi_config(config, [])
     mocks.stack_outputs = outputs
     run_program(lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+
+
+def test_the_ai_provider_a_switch_chose_wins_over_the_primary_s_declared_one(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    ai = {
+        "active": "openai",
+        "providerSetting": "AI_PROVIDER",
+        "providers": {"openai": {"keyVar": "OPENAI_API_KEY"}, "anthropic": {"keyVar": "ANTHROPIC_API_KEY"}},
+        "models": {"AI_MODEL": {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5"}},
+    }
+    outputs = dict(PRIMARY_OUTPUTS, ai=ai)
+    outputs["plainConfigVars"] = {
+        **PRIMARY_OUTPUTS["plainConfigVars"],
+        "AI_PROVIDER": "openai",
+        "AI_MODEL": "gpt-4o",
+    }
+    outputs["configVarNames"] = [*PRIMARY_OUTPUTS["configVarNames"], "AI_PROVIDER", "AI_MODEL"]
+
+    def settings_after(live: dict[str, str]) -> dict[str, str]:
+        pulumi_mocks.declared.clear()
+        run_standby(pulumi_mocks, live=live, outputs=outputs)
+        (version,) = [d for d in pulumi_mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+                      if d.name == "standby-region-services-settings-value"]  # fmt: skip
+        return dict(json.loads(unwrap(version.inputs["secretString"])))
+
+    assert settings_after({})["AI_PROVIDER"] == "openai"
+    switched = settings_after({f"/standby/{APP}/ai-provider": "anthropic"})
+    assert (switched["AI_PROVIDER"], switched["AI_MODEL"]) == ("anthropic", "claude-sonnet-4-5")
+    manifest = json.loads(unwrap(next(
+        d for d in pulumi_mocks.of_type("aws:ssm/parameter:Parameter")
+        if d.inputs["name"] == manifest_parameter(APP) and d.region_role == "standby").inputs["value"]))  # fmt: skip
+    assert manifest["ai"]["models"] == ai["models"] and manifest["settings_secret"]

@@ -101,6 +101,13 @@ class HerokuClient:
     def set_maintenance(self, app: str, on: bool) -> dict[str, Any]:
         return dict(self.request("PATCH", f"/apps/{_q(app)}", {"maintenance": on}))
 
+    def newest_release(self, app: str) -> dict[str, Any] | None:
+        """The app's newest release (a config var change makes one and restarts the dynos with it)."""
+        found = self.request(
+            "GET", f"/apps/{_q(app)}/releases", headers={"Range": "version ..; order=desc, max=1"}
+        )
+        return dict(found[0]) if found else None
+
     def formation(self, app: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/apps/{_q(app)}/formation"))
 
@@ -129,7 +136,14 @@ class HerokuClient:
 
     # --- transport ----------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, base: str | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        base: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
         url = f"{base or self.base_url}{path}"
         data = None if body is None else json.dumps(body).encode()
         headers = {
@@ -137,6 +151,7 @@ class HerokuClient:
             "Authorization": f"Bearer {self._token}",
             "User-Agent": "standby",
             **({"Content-Type": "application/json"} if data is not None else {}),
+            **(headers or {}),
         }
         last_problem = ""
         for attempt in range(self.attempts):

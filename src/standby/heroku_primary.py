@@ -36,6 +36,16 @@ class HerokuPrimary(pulumi.ComponentResource):
             opts=child,
         )
 
+        if config.ai is not None:
+            # The AI settings start at the configured provider; from then on scripts/switch_ai.py owns
+            # their values (a `pulumi up` during a provider outage must not switch the app back).
+            heroku.app.ConfigAssociation(
+                f"{name}-ai-settings",
+                app_id=self.app.id,
+                vars=config.ai.settings(config.ai.active),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["vars"]),
+            )
+
         postgres = config.postgres
         self.database = heroku.addon.Addon(
             f"{name}-postgres",
@@ -81,6 +91,7 @@ class HerokuPrimary(pulumi.ComponentResource):
     def outputs(self) -> dict[str, Any]:
         """The primary stack's outputs, keyed by `standby.names.PrimaryOutput`."""
         config = self.config
+        ai_settings = config.ai.settings(config.ai.active) if config.ai else {}
         return {
             Out.APP_NAME: self.app.name,
             Out.APP_ID: self.app.uuid,
@@ -91,11 +102,12 @@ class HerokuPrimary(pulumi.ComponentResource):
                 process_type: {"quantity": f.quantity, "size": f.size}
                 for process_type, f in self.formation.items()
             },
-            Out.CONFIG_VAR_NAMES: sorted([*config.config_vars, *config.secret_config_vars]),
-            Out.PLAIN_CONFIG_VARS: dict(config.config_vars),
+            Out.CONFIG_VAR_NAMES: sorted([*config.config_vars, *config.secret_config_vars, *ai_settings]),
+            Out.PLAIN_CONFIG_VARS: {**config.config_vars, **ai_settings},
             Out.SECRET_CONFIG_VARS: self.app.sensitive_config_vars,
             Out.POSTGRES_PLAN: config.postgres.plan,
             Out.POSTGRES_VERSION: config.postgres.version,
             Out.POSTGRES_ADDON_NAME: self.database.name,
             Out.FOLLOWER_ADDON_NAME: self.follower.name if self.follower else None,
+            Out.AI: config.ai.model_dump(mode="json", by_alias=True) if config.ai else None,
         }

@@ -36,6 +36,7 @@ class PrimaryOutput(StrEnum):
     POSTGRES_VERSION = "postgresVersion"
     POSTGRES_ADDON_NAME = "postgresAddonName"
     FOLLOWER_ADDON_NAME = "followerAddonName"
+    AI = "ai"  # the AI providers' settings (standby.config.models.AiConfig, camelCase), or None
 
 
 class StandbyOutput(StrEnum):
@@ -57,3 +58,8 @@ def mode_parameter(app: str) -> str:
 def manifest_parameter(app: str) -> str:
     """Where the standby manifest of `app` lives in SSM, in each standby region."""
     return f"/standby/{app}/manifest"
+
+
+def ai_provider_parameter(app: str) -> str:
+    """The SSM parameter holding the AI provider the app uses now, which scripts/switch_ai.py sets."""
+    return f"/standby/{app}/ai-provider"

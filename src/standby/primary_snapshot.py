@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
+from standby.config.models import AiConfig
 from standby.errors import ConfigError
 from standby.names import PrimaryOutput
 
@@ -26,6 +27,7 @@ class PrimarySnapshot:
     postgres_plan: str
     postgres_version: int
     secret_config_vars: pulumi.Output[dict[str, str]]
+    ai: AiConfig | None = None  # the AI providers, when the primary declares them
 
 
 REQUIRED = (
@@ -54,6 +56,9 @@ def read_primary(reference: pulumi.StackReference, stack_name: str) -> PrimarySn
             [f"the primary stack {stack_name} has no output {', '.join(missing)}. Run `pulumi up -s primary` "
              "first (or check standby:primaryStack)."]
         )  # fmt: skip
+    ai = _sync_await(
+        reference.get_output_details(str(PrimaryOutput.AI))
+    ).value  # optional: older primaries lack it
     secret_vars = reference.get_output(str(PrimaryOutput.SECRET_CONFIG_VARS)).apply(lambda v: dict(v or {}))
     return PrimarySnapshot(
         app=str(values[PrimaryOutput.APP_NAME]),
@@ -64,4 +69,5 @@ def read_primary(reference: pulumi.StackReference, stack_name: str) -> PrimarySn
         postgres_plan=str(values[PrimaryOutput.POSTGRES_PLAN]),
         postgres_version=int(values[PrimaryOutput.POSTGRES_VERSION]),
         secret_config_vars=pulumi.Output.secret(secret_vars),
+        ai=AiConfig.model_validate(ai) if ai else None,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 import pulumi_aws as aws
 
@@ -9,10 +11,10 @@ from standby.aws.backup_vault import BackupReplication
 from standby.aws.dns import DnsArgs, DnsRecords, Domain, check_domains
 from standby.aws.monitoring import Monitoring, MonitoringArgs
 from standby.aws.standby_region import RegionArgs, StandbyRegion, app_settings
-from standby.config.models import Mode, PrimaryConfig, StackConfig, StandbyConfig
+from standby.config.models import AiProvider, Mode, PrimaryConfig, StackConfig, StandbyConfig
 from standby.heroku_primary import HerokuPrimary
-from standby.names import StandbyOutput, manifest_parameter, mode_parameter
-from standby.primary_snapshot import read_primary
+from standby.names import StandbyOutput, ai_provider_parameter, manifest_parameter, mode_parameter
+from standby.primary_snapshot import PrimarySnapshot, read_primary
 
 
 def primary_program(config: PrimaryConfig) -> HerokuPrimary:
@@ -30,15 +32,26 @@ def run(config: StackConfig) -> None:
         standby_program(config)
 
 
-def live_mode(app: str, provider: aws.Provider) -> Mode | None:
-    """The mode the runbooks last set in SSM, if any: a `pulumi up` must not undo a cutover."""
+def live_parameters(app: str, provider: aws.Provider) -> dict[str, str]:
+    """What the runbooks last set in SSM (the live mode, the AI provider): a `pulumi up` must not undo it."""
     found = aws.ssm.get_parameters_by_path(
         path=f"/standby/{app}", opts=pulumi.InvokeOptions(provider=provider)
     )
-    for name, value in zip(found.names or [], found.values or [], strict=False):
-        if name == mode_parameter(app) and value in {m.value for m in Mode}:
-            return Mode(value)
-    return None
+    return dict(zip(found.names or [], found.values or [], strict=False))
+
+
+def live_mode(app: str, provider: aws.Provider) -> Mode | None:
+    value = live_parameters(app, provider).get(mode_parameter(app))
+    return Mode(value) if value in {m.value for m in Mode} else None
+
+
+def with_live_ai_provider(primary: PrimarySnapshot, provider: aws.Provider) -> PrimarySnapshot:
+    """The primary's config vars with the AI settings of the provider the app uses now."""
+    live = live_parameters(primary.app, provider).get(ai_provider_parameter(primary.app))
+    if primary.ai is None or live not in {p.value for p in AiProvider}:
+        return primary
+    settings = {**primary.plain_config_vars, **primary.ai.settings(str(live))}
+    return dataclasses.replace(primary, plain_config_vars=settings)
 
 
 def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
@@ -59,7 +72,7 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         "standby": live_mode(primary.app, providers["standby"]) or config.mode,
         "second": live_mode(primary.app, providers["second"]) or Mode.PILOT_LIGHT,
     }
-    settings = app_settings(config, primary)
+    settings = app_settings(config, with_live_ai_provider(primary, providers["standby"]))
     regions = {
         role: StandbyRegion(
             f"{role}-region",

@@ -51,6 +51,10 @@ class StandbyManifest:
     # A drill runs one web task against a scratch copy: its DATABASE_URL goes into this secret (which the
     # task execution role may read) and the task into this target group (reached only with a drill header).
     drill_database_secret: str | None = None
+    settings_secret: str | None = None  # Secrets Manager id of the app's config vars on AWS (one JSON)
+    ai: dict[str, Any] | None = (
+        None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
+    )
     drill_target_group_arn: str | None = None
     health_url: str | None = None  # set for a standby checked directly over HTTP (the local rehearsal)
     hosted_zone_id: str | None = None

@@ -6,7 +6,11 @@ import argparse
 
 from standby import cli
 from standby.commands.runbook_command import add_runbook_arguments, run_runbook
-from standby.runbooks.cutover import cutover_steps
+from standby.commands.switch_ai import add_ai_arguments
+from standby.config.models import AiProvider
+from standby.runbook.engine import Step
+from standby.runbooks.ai_switch import ai_switch_steps
+from standby.runbooks.cutover import CutoverEnv, cutover_steps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,9 +23,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_runbook_arguments(parser)
     parser.add_argument("--primary-unreachable", action="store_true",
                         help="Heroku does not answer and you accept the split-brain risk")  # fmt: skip
+    add_ai_arguments(parser, required=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return cli.run(lambda: run_runbook("cutover", args, cutover_steps, args.primary_unreachable))
+    return cli.run(
+        lambda: run_runbook("cutover", args, lambda env: _steps(env, args), args.primary_unreachable)
+    )
+
+
+def _steps(env: CutoverEnv, args: argparse.Namespace) -> list[Step]:
+    steps = cutover_steps(env)
+    if args.ai_provider:
+        # Right after the standby goes active: its redeployment overlaps the restore.
+        at = next(i for i, step in enumerate(steps) if step.name == "scale_standby") + 1
+        steps[at:at] = ai_switch_steps(env, AiProvider(args.ai_provider), args.probe_timeout)
+    return steps

@@ -160,6 +160,53 @@ class PostgresConfig(ConfigModel):
         return self
 
 
+class AiProvider(StrEnum):
+    """The AI providers a switch moves between (scripts/switch_ai.py)."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class AiProviderConfig(ConfigModel):
+    key_var: EnvName  # the secret config var holding this provider's API key
+    base_url: Annotated[str, _pattern(r"https?://\S+", "an http(s) URL")] | None = (
+        None  # the SDK's default if unset
+    )
+
+
+class AiConfig(ConfigModel):
+    """The app's AI providers: the settings the app reads, and their value under each provider."""
+
+    active: AiProvider = AiProvider.OPENAI  # the provider the settings start with
+    provider_setting: EnvName = "AI_PROVIDER"
+    providers: dict[AiProvider, AiProviderConfig]
+    models: dict[
+        EnvName, dict[AiProvider, Annotated[str, Field(min_length=1)]]
+    ] = {}  # setting -> provider -> model
+
+    @model_validator(mode="after")
+    def _every_provider_everywhere(self) -> AiConfig:
+        missing = [p.value for p in AiProvider if p not in self.providers]
+        if missing:
+            raise ValueError(
+                f"providers: {', '.join(missing)} missing; a switch needs both providers configured."
+            )
+        for setting, models in self.models.items():
+            absent = [p.value for p in AiProvider if p not in models]
+            if absent:
+                raise ValueError(
+                    f"models.{setting}: no model for {', '.join(absent)}; name the model that replaces it."
+                )
+        if self.provider_setting in self.models:
+            raise ValueError(f"models: {self.provider_setting} is the provider setting, not a model setting.")
+        return self
+
+    def settings(self, provider: AiProvider | str) -> dict[str, str]:
+        """The app-facing settings under `provider`."""
+        chosen = AiProvider(provider)
+        return {self.provider_setting: chosen.value} | {name: m[chosen] for name, m in self.models.items()}
+
+
 class PrimaryConfig(ConfigModel):
     """`Pulumi.primary.yaml`: the Heroku app as it runs today."""
 
@@ -170,6 +217,26 @@ class PrimaryConfig(ConfigModel):
     domains: list[Hostname] = []
     config_vars: dict[EnvName, ConfigValue] = {}
     secret_config_vars: dict[EnvName, SecretStr] = {}
+    ai: AiConfig | None = None
+
+    @model_validator(mode="after")
+    def _ai_keys_are_secret_and_settings_ours(self) -> PrimaryConfig:
+        if self.ai is None:
+            return self
+        for provider, settings in self.ai.providers.items():
+            if settings.key_var not in self.secret_config_vars:
+                raise ValueError(
+                    f"ai.providers.{provider.value}.keyVar: {settings.key_var} must be a secret config var. Set it "
+                    f"with `pulumi config set --secret --path 'standby:secretConfigVars.{settings.key_var}' <key>`."
+                )
+        taken = sorted(
+            set(self.ai.settings(self.ai.active)) & (set(self.config_vars) | set(self.secret_config_vars))
+        )
+        if taken:
+            raise ValueError(
+                f"ai: {', '.join(taken)} is set by the AI provider switch; remove it from configVars/secretConfigVars."
+            )
+        return self
 
     @model_validator(mode="after")
     def _vars_are_ours_to_set(self) -> PrimaryConfig:

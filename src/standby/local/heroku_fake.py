@@ -37,6 +37,16 @@ class FakeApp:
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
     domains: list[str] = field(default_factory=list)
     postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    releases: list[dict[str, Any]] = field(default_factory=list)
+
+    def release(self, description: str) -> None:
+        """What Heroku does on a config var change: a new release, which restarts the dynos."""
+        self.releases.append(
+            {"id": str(uuid.uuid4()), "version": len(self.releases) + 1, "status": "succeeded",
+             "description": description, "current": True}
+        )  # fmt: skip
+        for older in self.releases[:-1]:
+            older["current"] = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -208,7 +218,12 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                         app.config_vars.pop(key, None)
                     else:
                         app.config_vars[key] = str(value)
+                app.release(f"Set {', '.join(sorted(body or {}))} config vars")
                 self._send(200, app.config_vars)
+            elif route == ("GET", "releases"):
+                # Heroku sorts by the Range header: `version ..; order=desc, max=N`.
+                newest_first = "order=desc" in (self.headers.get("Range") or "")
+                self._send(200, list(reversed(app.releases)) if newest_first else app.releases)
             elif route == ("GET", "formation"):
                 self._send(200, app.formation_json())
             elif route == ("PATCH", "formation"):

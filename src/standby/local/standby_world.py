@@ -6,6 +6,7 @@ failover alarm, and the standby manifest naming all of it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ class WorldSpec:
     sanity_sql: tuple[str, ...] = ()
     hosted_zone_id: str | None = None  # Route 53 is global: a second region's world reuses the first's zone
     name_servers: tuple[str, ...] = ()  # local stand-ins for the zone's name servers ("host:port")
+    app_settings: dict[str, str] | None = None  # the app's config vars on AWS (one JSON secret)
+    ai: dict[str, Any] | None = None  # the AI providers (AiConfig, camelCase)
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
@@ -93,6 +96,9 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         )
         services[kind] = family
 
+    settings_secret = client("secretsmanager").create_secret(
+        Name=f"standby/{app}/config-vars", SecretString=json.dumps(spec.app_settings or {}, sort_keys=True)
+    )["ARN"]
     drill_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/drill-database-url")["ARN"]
     drill_group = client("elbv2").create_target_group(
         Name=f"{app}-drill"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
@@ -131,6 +137,8 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         load_balancer_zone_id="Z35SXDOTRQ7X7K",
         drill_database_secret=drill_secret,
         drill_target_group_arn=drill_group,
+        settings_secret=settings_secret,
+        ai=spec.ai,
         health_url=spec.health_url,
         hosted_zone_id=zone_id,
         dns_mode=spec.dns_mode,
