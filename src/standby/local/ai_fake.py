@@ -3,6 +3,7 @@ setting: OpenAI's `GET /v1/models` (bearer token) and Anthropic's (`x-api-key` o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -78,14 +79,13 @@ def _handler(fake: AiProviderFake) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             status, body = fake.answer(self.path, self.headers)
             raw = json.dumps(body).encode()
-            try:
+            # After the "slow" behaviour the client has given up waiting and closed the connection.
+            with contextlib.suppress(OSError):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
-            except OSError:
-                pass  # the client gave up waiting (the "slow" behaviour)
 
         def log_message(self, format: str, *args: Any) -> None:
             return

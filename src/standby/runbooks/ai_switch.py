@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from typing import Any, Final
 
 import boto3.session
@@ -33,7 +34,7 @@ def ai_config(env: CutoverEnv) -> AiConfig:
     return AiConfig.model_validate(env.manifest.ai)
 
 
-class LiveSide:
+class LiveSide(ABC):
     """Where the app runs now, and how its settings are read and changed there."""
 
     name = ""
@@ -41,14 +42,14 @@ class LiveSide:
     def __init__(self, env: CutoverEnv) -> None:
         self.env = env
 
-    def settings(self) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def settings(self) -> dict[str, str]: ...
 
-    def change(self, settings: dict[str, str], ctx: RunContext) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def change(self, settings: dict[str, str], ctx: RunContext) -> None: ...
 
-    def is_live(self, ctx: RunContext) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def is_live(self, ctx: RunContext) -> bool: ...
 
 
 class HerokuSide(LiveSide):
@@ -164,23 +165,36 @@ class SwitchSettings(AiStep):
     name = "switch_settings"
 
     def is_done(self, ctx: RunContext) -> bool:
-        return _settings_match(live_side(self.env), self.wanted())
+        return _settings_match(live_side(self.env), self.wanted()) and self._recorded() == self.target.value
 
     def plan(self, ctx: RunContext) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in self.wanted().items())
         return f"set {changes} on the live side; keep {self.target.value} in SSM for `pulumi up`"
 
     def apply(self, ctx: RunContext) -> None:
-        manifest = self.env.manifest
-        for region in filter(None, (manifest.region, manifest.second_region)):
-            ssm: Any = boto3.session.Session(region_name=region).client("ssm")
-            ssm.put_parameter(
+        side = live_side(self.env)
+        if not _settings_match(side, self.wanted()):
+            side.change(self.wanted(), ctx)
+        # Recorded after the change: SSM never names a provider the app was not set to.
+        for region in self._regions():
+            self._ssm(region).put_parameter(
                 Name=ai_provider_parameter(self.env.app),
                 Value=self.target.value,
                 Type="String",
                 Overwrite=True,
             )
-        live_side(self.env).change(self.wanted(), ctx)
+
+    def _regions(self) -> list[str]:
+        return [r for r in (self.env.manifest.region, self.env.manifest.second_region) if r]
+
+    def _ssm(self, region: str) -> Any:
+        return boto3.session.Session(region_name=region).client("ssm")
+
+    def _recorded(self) -> str | None:
+        found = self._ssm(self.env.manifest.region).get_parameters(
+            Names=[ai_provider_parameter(self.env.app)]
+        )
+        return str(found["Parameters"][0]["Value"]) if found["Parameters"] else None
 
 
 class WaitLive(AiStep):

@@ -303,7 +303,7 @@ class TearDown(DrillStep):
             ctx.say(f"  removed {line}")
 
     def verify(self, ctx: RunContext) -> None:
-        left = [line for line in _leftovers(self.env)]
+        left = _leftovers(self.env)
         if left:
             raise StandbyError(f"drill parts still present after the teardown: {left}")
 
