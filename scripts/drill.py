@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rehearse a disaster: python scripts/drill.py --local [--scenario heroku-down|graceful|region-down]"""
+"""Drill the disaster against the standby, without touching production: python scripts/drill.py --app APP"""
 
 import sys
 

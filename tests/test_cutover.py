@@ -1,172 +1,133 @@
-"""The cutover end to end, all on loopback: two real PostgreSQL databases ("Heroku" and the standby),
-moto's server holding the standby as `pulumi up` leaves it, the fake Heroku API, and a stand-in for the
-standby's web service; the cutover runs as a subprocess, as an operator runs it."""
+"""The cutover and the failback, end to end on loopback (tests/runbook_scene.py): real PostgreSQL, moto's
+server holding the standby as `pulumi up` leaves it, the fake Heroku API and a stand-in web app. The
+runbooks run in-process; one test per script runs it as a subprocess, as an operator does, with the
+production standby side."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
+import psycopg
 import pytest
 
-from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
-from standby.local.heroku_fake import FakeApp, HerokuFake
+from standby.commands import cutover, failback
+from standby.config.models import DnsMode, Mode
+from standby.local.name_server import LocalNameServer
 from standby.local.postgres import LocalPostgres
-from standby.local.standby_world import WorldSpec, build_standby_world
-from standby.names import mode_parameter
-from standby.pg_tools import find_tool
-from standby.pg_url import parse_database_url
-from standby.sample_data import load_pagila
-from standby.standby_manifest import StandbyManifest
-from tests.conftest import CRASH_POINTS_TRIED
+from standby.runbook.journal import Journal, JournalStore
+from standby.runbook.lock import DynamoDbLock
+from standby.standby_side import AwsStandby
+from tests.conftest import CRASH_POINTS_TRIED, SAMPLE_RENTALS
+from tests.runbook_scene import LB, TOKEN, Scene, build_scene
 from tests.servers import ROOT, count_tables, run_script
 
-APP = "acme-shop"
-TOKEN = "heroku-token-not-for-logs"
-LB = "acme-standby-123.us-east-2.elb.amazonaws.com"
-
-
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/health" else 404)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@dataclass
-class Scene:
-    heroku: HerokuFake
-    manifest: StandbyManifest
-    source: str
-    standby: str
-    env: dict[str, str]
-    journal: Path
+STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
+         "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
+TABLES = ["public.rental", "public.payment", "public.customer", "public.film"]
 
 
 @pytest.fixture
 def scene(
-    pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+    pg_server: LocalPostgres,
+    pagila_template: str,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Scene]:
-    source = pg_server.create_database("heroku")
-    load_pagila(source, rentals=3000)
-    standby = pg_server.url(f"standby_{time.time_ns()}")
-    health = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    threading.Thread(target=health.serve_forever, daemon=True).start()
-    app = f"{APP}-{time.time_ns() % 10**8}"  # moto's state is shared by the session: one app per test
-    manifest = build_standby_world(
-        WorldSpec(
-            app=app,
-            region="us-east-2",
-            database_url=standby,
-            # One zone per test: moto's Route 53 checks record names across zones of the same name.
-            zone=f"{app}.example",
-            records={
-                f"www.{app}.example": "www-1.herokudns.com",
-                f"api.{app}.example": "api-1.herokudns.com",
-            },
-            formation={"web": 3, "worker": 2},
-            load_balancer_dns=LB,
-            health_url=f"http://127.0.0.1:{health.server_port}/health",
-            dns_mode=getattr(request, "param", "record"),
-        )
-    )
-    run_backup(
-        BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
-    )
-    with HerokuFake(TOKEN, pg_restore=str(find_tool("pg_restore").path)) as heroku:
-        heroku.add_app(
-            FakeApp(app, config_vars={"DATABASE_URL": source}, formation={
-                "web": {"quantity": 3, "size": "Standard-2X"}, "worker": {"quantity": 2, "size": "Standard-1X"}})
-        )  # fmt: skip
-        env = {**aws_env, "HEROKU_API_URL": heroku.url, "HEROKU_DATA_API_URL": heroku.url, "HEROKU_API_KEY": TOKEN,
-               "HEROKU_API_ATTEMPTS": "2"}  # fmt: skip
-        yield Scene(heroku, manifest, source, standby, env, tmp_path / "journal")
-    health.shutdown()
+    dns_mode, mode = getattr(request, "param", (DnsMode.RECORD, Mode.WARM))
+    yield from build_scene(pg_server, pagila_template, monkeypatch, tmp_path, dns_mode, mode)
 
 
-def _cutover(scene: Scene, *args: str) -> object:
-    return run_script(
-        "cutover.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal), "--health-timeout", "20",
-        *args, env=scene.env,
-    )  # fmt: skip
+def _fenced(scene: Scene) -> bool:
+    app = scene.heroku.apps[scene.app]
+    return app.maintenance and all(p["quantity"] == 0 for p in app.formation.values())
 
 
-def _records(manifest: StandbyManifest) -> dict[str, dict[str, object]]:
-    sets = boto3.client("route53").list_resource_record_sets(HostedZoneId=manifest.hosted_zone_id)[
-        "ResourceRecordSets"
-    ]
-    return {s["Name"].split(".")[0]: s for s in sets if s["Type"] in ("CNAME", "A")}  # by first label
-
-
-def test_a_graceful_cutover_fences_heroku_restores_everything_and_moves_dns(
+def test_the_cutover_script_fences_heroku_restores_everything_and_moves_dns(
     scene: Scene, tmp_path: Path
 ) -> None:
-    result = _cutover(scene, "--json", str(tmp_path / "report.json"))
+    """The command-line contract, with the production standby side: the web service's health is read from
+    the load balancer's target group (moto lists the warm web task as healthy)."""
+    result = run_script(
+        "cutover.py", "--app", scene.app, "--yes", "--journal-dir", str(scene.journal),
+        "--json", str(tmp_path / "report.json"), env=dict(os.environ),
+    )  # fmt: skip
 
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
-    app = scene.heroku.apps[scene.manifest.app]
-    assert app.maintenance is True
-    assert {t: p["quantity"] for t, p in app.formation.items()} == {"web": 0, "worker": 0}
-    tables = ["public.rental", "public.payment", "public.customer", "public.film"]
-    assert count_tables(scene.standby, tables) == count_tables(scene.source, tables)
-    ssm = boto3.client("ssm")
-    assert ssm.get_parameter(Name=mode_parameter(scene.manifest.app))["Parameter"]["Value"] == "active"
+    assert result.returncode == 0, result.stderr
+    assert _fenced(scene)
+    assert count_tables(scene.standby, TABLES) == count_tables(scene.source, TABLES)
+    assert scene.mode() == "active"
     services = boto3.client("ecs").describe_services(
         cluster=scene.manifest.cluster, services=list(scene.manifest.services.values())
     )
     assert {s["serviceName"]: s["desiredCount"] for s in services["services"]} == {
-        f"{scene.manifest.app}-web": 3, f"{scene.manifest.app}-worker": 2}  # fmt: skip
-    records = _records(scene.manifest)
-    assert records["www"]["AliasTarget"]["DNSName"].rstrip(".") == LB  # type: ignore[index]
+        f"{scene.app}-web": 3, f"{scene.app}-worker": 2}  # fmt: skip
+    records = scene.records()
+    assert records["www"]["AliasTarget"]["DNSName"].rstrip(".") == LB
     assert records["api"]["Type"] == "A"
-
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verified"] is True
-    assert report["rto_seconds"] > 0
+    assert report["verified"] is True and report["rto_seconds"] > 0
     assert 0 <= report["rpo_seconds"] < 5  # graceful: the final backup was taken after fencing
-    assert [s["name"] for s in report["steps"]] == [
-        "preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
-        "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
+    assert [s["name"] for s in report["steps"]] == STEPS
     assert all(s["outcome"] in ("done", "already done") for s in report["steps"])
-    output = result.stdout + result.stderr  # type: ignore[attr-defined]
+    # moto's name servers are names only: the report says the public check was not made, and why.
+    assert report["facts"]["public_check"].startswith("not asked: cannot resolve the zone's name servers")
     journal_text = "".join(p.read_text() for p in scene.journal.glob("*"))
-    for secret in (TOKEN, "mock", scene.standby):
-        assert secret not in output and secret not in journal_text
+    for secret in (TOKEN, scene.standby, "testing"):
+        assert secret not in result.stdout + result.stderr and secret not in journal_text
+
+
+@pytest.mark.parametrize("scene", [(DnsMode.RECORD, Mode.PILOT_LIGHT)], indirect=True)
+def test_a_web_service_that_never_turns_healthy_stops_the_cutover_before_dns(scene: Scene) -> None:
+    # Pilot light: no web task runs, so no target is registered. moto starts no task for the scaled
+    # services, so the production check (the load balancer's target health) never sees a healthy one.
+    before = scene.records()
+
+    run = scene.run(cutover.main, "--health-timeout", "1", side=AwsStandby)
+
+    assert run.code == 3, run.output
+    assert "step wait_healthy failed: the standby's web service is not healthy after 1 s" in run.output
+    assert scene.records() == before
+
+
+def test_the_stand_in_web_app_decides_health_through_the_target_group(scene: Scene) -> None:
+    scene.web.healthy = False
+    before = scene.records()
+
+    run = scene.run(cutover.main, "--health-timeout", "1")
+
+    assert run.code == 3 and "step wait_healthy failed" in run.output
+    assert scene.records() == before
+    scene.web.healthy = True
+    assert scene.run(cutover.main, "--resume").code == 0
+    assert scene.records()["www"]["Type"] == "A"
 
 
 def test_heroku_unreachable_without_the_flag_stops_before_any_change(scene: Scene) -> None:
     scene.heroku.stop()
-    before = _records(scene.manifest)
+    before = scene.records()
 
-    result = _cutover(scene)
+    run = scene.run(cutover.main)
 
-    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
-    assert "--primary-unreachable" in result.stderr  # type: ignore[attr-defined]
-    assert _records(scene.manifest) == before
-    assert (
-        boto3.client("ssm").get_parameter(Name=mode_parameter(scene.manifest.app))["Parameter"]["Value"]
-        == "warm"
-    )
+    assert run.code == 3, run.output
+    assert "--primary-unreachable" in run.output
+    assert scene.records() == before
+    assert scene.mode() == "warm"
 
 
 def test_heroku_down_with_the_flag_cuts_over_from_the_newest_backup(scene: Scene, tmp_path: Path) -> None:
     scene.heroku.stop()
-    result = _cutover(scene, "--primary-unreachable", "--json", str(tmp_path / "r.json"))
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+
+    run = scene.run(cutover.main, "--primary-unreachable", "--json", str(tmp_path / "r.json"))
+
+    assert run.code == 0, run.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["verified"] is True
     assert {s["name"]: s["outcome"] for s in report["steps"]}["fence_primary"] == "already done"
@@ -174,65 +135,79 @@ def test_heroku_down_with_the_flag_cuts_over_from_the_newest_backup(scene: Scene
 
 
 def test_a_second_cutover_while_one_runs_is_refused_and_touches_nothing(scene: Scene) -> None:
-    from standby.runbook.lock import DynamoDbLock
+    DynamoDbLock(scene.manifest.lock_table).acquire(f"{scene.app}/cutover", "alice@laptop")
 
-    DynamoDbLock(scene.manifest.lock_table or "").acquire(f"{scene.manifest.app}/cutover", "alice@laptop")
-    result = _cutover(scene, "--owner", "bob@desk")
-    assert result.returncode == 3
-    assert "locked by alice@laptop" in result.stderr  # type: ignore[attr-defined]
-    assert scene.heroku.apps[scene.manifest.app].maintenance is False
+    run = scene.run(cutover.main, "--owner", "bob@desk")
+
+    assert run.code == 3
+    assert "locked by alice@laptop" in run.output
+    assert scene.heroku.apps[scene.app].maintenance is False
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(scene: Scene) -> None:
-    result = _cutover(scene, "--dry-run")
-    assert result.returncode == 0
-    assert "fence_primary" in result.stderr and "Heroku maintenance mode on" in result.stderr  # type: ignore[attr-defined]
-    assert scene.heroku.apps[scene.manifest.app].maintenance is False
+def test_dry_run_prints_the_plan_matching_the_golden_one_and_changes_nothing(scene: Scene) -> None:
+    run = scene.run(cutover.main, "--dry-run")
+
+    assert run.code == 0
+    assert scene.heroku.apps[scene.app].maintenance is False
     assert [r.method for r in scene.heroku.requests] == []
+    plan = run.output.replace(scene.app, "APP").replace(scene.manifest.backup_bucket, "BUCKET")
+    plan = re.sub(r"\d+ s for", "N s for", plan)
+    golden = ROOT / "tests" / "golden" / "cutover-dry-run.txt"
+    if os.environ.get("STANDBY_UPDATE_GOLDEN"):  # after an intended change of the plan's wording
+        golden.write_text(plan)
+    assert plan == golden.read_text()
 
 
-STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
-         "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
+class Crash(BaseException):
+    """The operator's laptop dies here: nothing after this line of the process runs."""
 
 
-def _journal(scene: Scene) -> dict[str, object]:
-    path = scene.journal / f"{scene.manifest.app}-cutover.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
+def _crash_when(monkeypatch: pytest.MonkeyPatch, crashed: Callable[[Journal], bool]) -> None:
+    """Kill the run right after the journal write that makes `crashed` true; a dead process releases no lock."""
+    save = JournalStore.save
+
+    def save_then_crash(self: JournalStore, journal: Journal) -> None:
+        save(self, journal)
+        if crashed(journal):
+            raise Crash
+
+    monkeypatch.setattr(JournalStore, "save", save_then_crash)
+    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
 
 
-def _finished(scene: Scene, step: str) -> bool:
-    steps = _journal(scene).get("steps") or []
-    return any(s["name"] == step and s["outcome"] in ("done", "already done") for s in steps)  # type: ignore[union-attr]
+def _finished(step: str) -> Callable[[Journal], bool]:
+    def crashed(journal: Journal) -> bool:
+        record = journal.record(step)
+        return record is not None and record.outcome in ("done", "already done")
+
+    return crashed
 
 
-def _started(scene: Scene, step: str) -> bool:
-    steps = _journal(scene).get("steps") or []
-    return any(s["name"] == step for s in steps)  # type: ignore[union-attr]
+def _crash_during_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Die with the data loaded into the new database and nothing switched; a dead process drops nothing."""
+    import standby.restore
+
+    def crash(*args: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(standby.restore, "_verify_and_analyze", crash)
+    monkeypatch.setattr(standby.restore, "drop_database", lambda server, name: None)
+    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
 
 
-def _restoring(pg_server: LocalPostgres) -> bool:
-    import psycopg
+def _crash_during_dns_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Die after Route 53 took the change batch, before its INSYNC was seen."""
+    from standby import dns_switch
 
-    with psycopg.connect(pg_server.admin_url) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE '%__restoring_%'").fetchone()
-    return bool(row and row[0])
+    monkeypatch.setattr(dns_switch, "INSYNC_TIMEOUT", -1.0)
+    real = dns_switch.DnsSwitch.move
 
+    def move_then_crash(self: dns_switch.DnsSwitch, on_standby: bool, reason: str) -> str | None:
+        real(self, on_standby, reason)
+        raise Crash
 
-def _crash_and_resume(scene: Scene, crashed: Callable[[], bool]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(ROOT / "scripts" / "cutover.py"), "--app", scene.manifest.app, "--yes",
-               "--journal-dir", str(scene.journal), "--health-timeout", "20", "--owner", "ops"]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, **scene.env}, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while process.poll() is None and not crashed() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)  # the operator's laptop dies
-    process.wait()
-    return run_script(*command[1:], "--resume", env=scene.env)
+    monkeypatch.setattr(dns_switch.DnsSwitch, "move", move_then_crash)
+    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
 
 
 CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore", "during switch_dns"]
@@ -240,31 +215,31 @@ CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore", "du
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
-    scene: Scene, pg_server: LocalPostgres, point: str, tmp_path: Path
+    scene: Scene, point: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    crashed = (
-        (lambda: _restoring(pg_server))
-        if point == "during restore"
-        else (lambda: _finished(scene, point[6:]))
-    )
+    with monkeypatch.context() as crash:
+        if point == "during restore":
+            _crash_during_restore(crash)
+        elif point == "during switch_dns":
+            _crash_during_dns_switch(crash)
+        else:
+            _crash_when(crash, _finished(point.removeprefix("after ")))
+        with pytest.raises(Crash):
+            scene.run(cutover.main, "--owner", "ops")
 
-    result = _crash_and_resume(scene, crashed)
+    run = scene.run(cutover.main, "--owner", "ops", "--resume")
 
-    assert result.returncode == 0, result.stderr
-    app = scene.heroku.apps[scene.manifest.app]
-    assert app.maintenance is True and all(p["quantity"] == 0 for p in app.formation.values())
-    tables = ["public.rental", "public.payment", "public.customer"]
-    assert count_tables(scene.standby, tables) == count_tables(scene.source, tables)
-    assert _records(scene.manifest)["www"]["Type"] == "A"
-    journal = _journal(scene)
-    assert journal["finished"] is True and journal["facts"]["verified"] is True  # type: ignore[index]
+    assert run.code == 0, run.output
+    assert _fenced(scene)
+    assert count_tables(scene.standby, TABLES) == count_tables(scene.source, TABLES)
+    assert scene.records()["www"]["Type"] == "A"
+    journal = json.loads((scene.journal / f"{scene.app}-cutover.json").read_text())
+    assert journal["finished"] is True and journal["facts"]["verified"] is True
     # No side effect twice: one final backup at most, one fencing of the formation, the DNS moved once.
-    manifests = [
-        k for k in S3Store(scene.manifest.backup_bucket).list_keys("backups/") if k.endswith("manifest.json")
-    ]
-    assert len(manifests) <= 2
+    keys = S3Store(scene.manifest.backup_bucket).list_keys("backups/")
+    assert len([k for k in keys if k.endswith("manifest.json")]) <= 2
     scale_calls = [r for r in scene.heroku.requests if r.method == "PATCH" and r.path.endswith("/formation")]
-    assert len(scale_calls) <= 2  # once, or again only when the kill landed inside the fencing step
+    assert len(scale_calls) == 1
     CRASH_POINTS_TRIED.append(point)  # summed up at the end of the session (conftest)
 
 
@@ -275,82 +250,78 @@ def test_a_failed_data_verification_leaves_dns_and_the_mode_untouched(scene: Sce
     doc = store.get_json(key)
     doc["tables"]["public.rental"] += 1
     store.put_json(key, doc)
-    scene.heroku.apps[scene.manifest.app].config_vars.pop("DATABASE_URL")  # no final backup to fall back on
-    before = _records(scene.manifest)
+    scene.heroku.apps[scene.app].config_vars.pop("DATABASE_URL")  # no final backup to fall back on
+    before = scene.records()
 
-    result = _cutover(scene)
+    run = scene.run(cutover.main)
 
-    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
-    assert "step restore failed" in result.stderr and "public.rental: 3000 instead of 3001" in result.stderr  # type: ignore[attr-defined]
-    assert _records(scene.manifest) == before
+    assert run.code == 3, run.output
+    rentals = SAMPLE_RENTALS
+    assert (
+        "step restore failed" in run.output
+        and f"public.rental: {rentals} instead of {rentals + 1}" in run.output
+    )
+    assert scene.records() == before
 
 
-def test_heroku_429_and_503_answers_are_retried(scene: Scene) -> None:
+def test_heroku_429_and_503_answers_are_retried(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEROKU_API_ATTEMPTS", "4")
     scene.heroku.fail_next(1, 429)
     scene.heroku.fail_next(1, 503)
-    result = run_script(
-        "cutover.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal),
-        env={**scene.env, "HEROKU_API_ATTEMPTS": "4"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert scene.heroku.apps[scene.manifest.app].maintenance is True
-    assert len(scene.heroku.requests) > 2
+
+    run = scene.run(cutover.main)
+
+    assert run.code == 0, run.output
+    assert scene.heroku.apps[scene.app].maintenance is True
 
 
-def test_dry_run_matches_the_golden_plan(scene: Scene) -> None:
-    result = _cutover(scene, "--dry-run")
-    plan = result.stderr.replace(scene.manifest.app, "APP").replace(scene.manifest.backup_bucket, "BUCKET")  # type: ignore[attr-defined]
-    plan = re.sub(r"\d+ s for", "N s for", plan)
-    golden = ROOT / "tests" / "golden" / "cutover-dry-run.txt"
-    if os.environ.get("STANDBY_UPDATE_GOLDEN"):  # after an intended change of the plan's wording
-        golden.write_text(plan)
-    assert plan == golden.read_text()
+def test_a_notice_that_cannot_be_sent_neither_stops_the_cutover_nor_hides_a_failure(scene: Scene) -> None:
+    boto3.client("sns").delete_topic(TopicArn=scene.manifest.topic_arn)
+    scene.heroku.stop()
+
+    refused = scene.run(cutover.main)
+    assert refused.code == 3 and "--primary-unreachable" in refused.output  # the step's own error
+    assert "warning: notice 'cutover failed' not sent" in refused.output
+
+    done = scene.run(cutover.main, "--restart", "--primary-unreachable")
+    assert done.code == 0, done.output
+    assert "warning: notice 'cutover finished' not sent" in done.output
 
 
-@pytest.mark.parametrize("scene", ["failover"], indirect=True)
+@pytest.mark.parametrize("scene", [(DnsMode.FAILOVER, Mode.WARM)], indirect=True)
 def test_in_failover_mode_the_cutover_drives_the_alarm_and_leaves_records_alone(scene: Scene) -> None:
-    before = _records(scene.manifest)
+    before = scene.records()
 
-    result = _cutover(scene)
+    run = scene.run(cutover.main)
 
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
-    alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=[scene.manifest.failover_alarm or ""])[
-        "MetricAlarms"
-    ][0]
-    assert alarm["StateValue"] == "ALARM"  # Route 53's health check follows it: traffic goes to SECONDARY
-    assert _records(scene.manifest) == before  # no control-plane change needed
+    assert run.code == 0, run.output
+    alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=[scene.manifest.failover_alarm or ""])
+    assert alarm["MetricAlarms"][0]["StateValue"] == "ALARM"  # Route 53's health check follows it
+    assert scene.records() == before  # no control-plane change needed
 
 
 def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the_original_state(
     scene: Scene, tmp_path: Path
 ) -> None:
-    assert _cutover(scene).returncode == 0  # type: ignore[attr-defined]
-    import psycopg
-
+    assert scene.run(cutover.main).code == 0
     with psycopg.connect(scene.standby, autocommit=True) as conn:  # the app ran on AWS for a while
         conn.execute(
             "INSERT INTO actor (first_name, last_name) SELECT 'Aws', 'Era' FROM generate_series(1, 25)"
         )
 
-    result = run_script(
-        "failback.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal),
-        "--json", str(tmp_path / "failback.json"), env=scene.env,
-    )  # fmt: skip
+    run = scene.run(failback.main, "--json", str(tmp_path / "failback.json"))
 
-    assert result.returncode == 0, result.stderr
+    assert run.code == 0, run.output
     tables = ["public.actor", "public.rental", "public.payment"]
     assert count_tables(scene.source, tables) == count_tables(scene.standby, tables)
     assert count_tables(scene.source, ["public.actor"])["public.actor"] == 225
-    app = scene.heroku.apps[scene.manifest.app]
+    app = scene.heroku.apps[scene.app]
     assert app.maintenance is False
     assert {t: p["quantity"] for t, p in app.formation.items()} == {"web": 3, "worker": 2}
-    records = _records(scene.manifest)
+    records = scene.records()
     assert records["www"]["ResourceRecords"] == [{"Value": "www-1.herokudns.com"}]
     assert records["api"]["Type"] == "CNAME"
-    assert (
-        boto3.client("ssm").get_parameter(Name=mode_parameter(scene.manifest.app))["Parameter"]["Value"]
-        == "warm"
-    )
+    assert scene.mode() == "warm"
     report = json.loads((tmp_path / "failback.json").read_text())
     assert report["verified"] is True
     assert [s["name"] for s in report["steps"]] == [
@@ -358,74 +329,22 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
         "standby_base_mode"]  # fmt: skip
 
 
-def test_failback_refuses_when_the_standby_is_not_active(scene: Scene) -> None:
+def test_the_failback_script_refuses_when_the_standby_is_not_active(scene: Scene) -> None:
     result = run_script(
-        "failback.py",
-        "--app",
-        scene.manifest.app,
-        "--yes",
-        "--journal-dir",
-        str(scene.journal),
-        env=scene.env,
+        "failback.py", "--app", scene.app, "--yes", "--journal-dir", str(scene.journal), env=dict(os.environ)
     )
     assert result.returncode == 3
     assert "the standby is warm, not active" in result.stderr
-    assert scene.heroku.apps[scene.manifest.app].maintenance is False
-
-
-class _NameServer:
-    """A stand-in for the zone's name servers: answers from moto's Route 53, over real DNS packets."""
-
-    def __init__(self, zone_id: str) -> None:
-        import socket
-
-        self.zone_id = zone_id
-        self.queries: list[str] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        from standby import dns_query
-
-        while True:
-            try:
-                query, client = self.sock.recvfrom(512)
-            except OSError:
-                return
-            name, _ = dns_query._read_name(query, 12)
-            self.queries.append(name)
-            sets = boto3.client("route53").list_resource_record_sets(HostedZoneId=self.zone_id)[
-                "ResourceRecordSets"
-            ]
-            match = next(
-                (r for r in sets if r["Name"].rstrip(".") == name and r["Type"] in ("A", "CNAME")), None
-            )
-            records: list[tuple[int, str]] = []
-            if match and match["Type"] == "CNAME":
-                records = [(dns_query.CNAME, match["ResourceRecords"][0]["Value"])]
-            elif match:
-                records = [
-                    (dns_query.A, "192.0.2.10")
-                ]  # the load balancer's address, as Route 53 resolves the alias
-            self.sock.sendto(dns_query.encode_answer(query, records), client)
+    assert scene.heroku.apps[scene.app].maintenance is False
 
 
 def test_the_cutover_asks_the_zones_name_servers_after_the_switch(scene: Scene, tmp_path: Path) -> None:
-    from dataclasses import replace
+    server = LocalNameServer(scene.manifest.hosted_zone_id or "")
+    scene.name_servers = [("127.0.0.1", server.port)]
 
-    from standby.names import manifest_parameter
+    run = scene.run(cutover.main, "--json", str(tmp_path / "r.json"))
 
-    server = _NameServer(scene.manifest.hosted_zone_id or "")
-    manifest = replace(scene.manifest, verify_name_servers=True, name_servers=(f"127.0.0.1:{server.port}",))
-    boto3.client("ssm").put_parameter(
-        Name=manifest_parameter(manifest.app), Value=manifest.to_json(), Type="String", Overwrite=True
-    )
-
-    result = _cutover(scene, "--json", str(tmp_path / "r.json"))
-
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    assert run.code == 0, run.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["facts"]["public_check"] == "1 name servers answer with AWS"
-    assert set(server.queries) == {r["hostname"] for r in manifest.records}
+    assert set(server.queries) == {r["hostname"] for r in scene.manifest.records}

@@ -1,7 +1,8 @@
-"""The drill against the standby (`scripts/drill.py` without --local), on loopback: a real PostgreSQL as the
-standby's database server, moto's server holding the standby as `pulumi up` leaves it (ECS really runs the
-drill's task in moto), and a stand-in for that task's web app: it answers /health from whatever database
-the running drill task's DATABASE_URL secret names, as the app in the task would."""
+"""The drill against the standby (`scripts/drill.py`), on loopback: a real PostgreSQL as the standby's
+database server, moto's server holding the standby as `pulumi up` leaves it (ECS really runs the drill's
+task in moto), and a stand-in for that task's web app: it answers /health from whatever database the
+running drill task's DATABASE_URL secret names, as the app in the task would. The load balancer's view of
+the drill target comes from the production path (describe_target_health) once the stand-in answers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,8 +21,10 @@ import pytest
 
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
+from standby.commands import drill
 from standby.drill_history import drill_history
 from standby.local.postgres import LocalPostgres
+from standby.local.standby_side import LocalStandby
 from standby.local.standby_world import WorldSpec, build_standby_world
 from standby.names import mode_parameter
 from standby.pg_tools import find_tool
@@ -28,6 +32,7 @@ from standby.pg_url import parse_database_url
 from standby.runbooks.drill import NOT_IN_USE, STARTED_BY, drill_family
 from standby.sample_data import load_pagila
 from standby.standby_manifest import StandbyManifest
+from tests.runbook_scene import Run, run_in_process
 from tests.servers import run_script
 
 
@@ -68,12 +73,14 @@ class DrillScene:
     task: DrillTaskStandIn
     env: dict[str, str]
     journal: Path
+    web_url: str
 
 
 @pytest.fixture
-def drill_scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Path) -> Iterator[DrillScene]:
-    source = pg_server.create_database("heroku")
-    load_pagila(source, rentals=2000)
+def drill_scene(
+    pg_server: LocalPostgres, pagila_template: str, aws_env: dict[str, str], tmp_path: Path
+) -> Iterator[DrillScene]:
+    source = pg_server.create_database("heroku", template=pagila_template)
     standby_url = pg_server.create_database("standby")  # the standby's own database, warm
     load_pagila(standby_url, rentals=100)
     app = f"drill-{time.time_ns() % 10**8}"
@@ -89,7 +96,7 @@ def drill_scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Pat
             return
 
     health = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=health.serve_forever, daemon=True).start()
+    threading.Thread(target=health.serve_forever, args=(0.05,), daemon=True).start()
     manifest = build_standby_world(
         WorldSpec(
             app=app,
@@ -99,21 +106,28 @@ def drill_scene(pg_server: LocalPostgres, aws_env: dict[str, str], tmp_path: Pat
             records={f"www.{app}.example": "www-1.herokudns.com"},
             formation={"web": 2, "worker": 1},
             load_balancer_dns="drill-lb.us-east-2.elb.amazonaws.com",
-            health_url=f"http://127.0.0.1:{health.server_port}/health",
         )
     )
     run_backup(
         BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
     )
-    yield DrillScene(manifest, standby_url, task, aws_env, tmp_path / "journal")
+    web_url = f"http://127.0.0.1:{health.server_port}/health"
+    yield DrillScene(manifest, standby_url, task, aws_env, tmp_path / "journal", web_url)
     health.shutdown()
 
 
-def _drill(scene: DrillScene, *args: str) -> object:
-    return run_script(
-        "drill.py", "--app", scene.manifest.app, "--yes", "--journal-dir", str(scene.journal),
-        "--health-timeout", "8", *args, env=scene.env,
-    )  # fmt: skip
+def _drill(scene: DrillScene, *args: str) -> Run:
+    argv = [
+        "--app",
+        scene.manifest.app,
+        "--yes",
+        "--journal-dir",
+        str(scene.journal),
+        "--health-timeout",
+        "8",
+        *args,
+    ]
+    return run_in_process(drill.main, argv, partial(LocalStandby, web_url=scene.web_url))
 
 
 def _standby_state(scene: DrillScene) -> dict[str, object]:
@@ -164,7 +178,7 @@ def test_a_drill_restores_a_scratch_copy_runs_the_web_task_on_it_records_figures
         drill_scene, "--json", str(tmp_path / "drill.json"), "--report", str(tmp_path / "drill.md")
     )
 
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    assert result.code == 0, result.output
     report = json.loads((tmp_path / "drill.json").read_text())
     assert report["verified"] is True and report["outcome"] == "succeeded"
     assert [s["name"] for s in report["steps"]] == [
@@ -188,8 +202,8 @@ def test_a_drill_restores_a_scratch_copy_runs_the_web_task_on_it_records_figures
 
     # The next drill forecasts its restore from the first one's throughput.
     second = _drill(drill_scene, "--dry-run")
-    assert second.returncode == 0, second.stderr  # type: ignore[attr-defined]
-    assert "forecast from earlier drills" in second.stderr  # type: ignore[attr-defined]
+    assert second.code == 0, second.output
+    assert "forecast from earlier drills" in second.output
 
 
 def test_a_drill_whose_task_never_turns_healthy_fails_and_still_tears_everything_down(
@@ -200,8 +214,8 @@ def test_a_drill_whose_task_never_turns_healthy_fails_and_still_tears_everything
 
     result = _drill(drill_scene, "--json", str(tmp_path / "drill.json"))
 
-    assert result.returncode == 3, result.stdout  # type: ignore[attr-defined]
-    assert "did not answer /health healthily" in result.stderr  # type: ignore[attr-defined]
+    assert result.code == 3, result.output
+    assert "did not answer /health healthily" in result.output
     report = json.loads((tmp_path / "drill.json").read_text())
     outcomes = {s["name"]: s["outcome"] for s in report["steps"]}
     assert outcomes["check_health"] == "failed" and outcomes["tear_down"] == "done"
@@ -211,7 +225,7 @@ def test_a_drill_whose_task_never_turns_healthy_fails_and_still_tears_everything
     assert drill_history(S3Store(drill_scene.manifest.backup_bucket), drill_scene.manifest.app) == []
 
     drill_scene.task.healthy = True  # the failed drill ended: the next one starts without --resume
-    assert _drill(drill_scene).returncode == 0  # type: ignore[attr-defined]
+    assert _drill(drill_scene).code == 0
 
 
 def test_a_drill_refuses_a_live_standby_and_touches_nothing(drill_scene: DrillScene) -> None:
@@ -220,9 +234,12 @@ def test_a_drill_refuses_a_live_standby_and_touches_nothing(drill_scene: DrillSc
     )
     before = _standby_state(drill_scene)
 
-    result = _drill(drill_scene)
+    result = run_script(
+        "drill.py", "--app", drill_scene.manifest.app, "--yes", "--journal-dir", str(drill_scene.journal),
+        env=drill_scene.env,
+    )  # fmt: skip
 
-    assert result.returncode == 3  # type: ignore[attr-defined]
-    assert "is live (mode active)" in result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 3
+    assert "is live (mode active)" in result.stderr
     assert _standby_state(drill_scene) == before
     assert _drill_parts_left(drill_scene)["databases"] == []

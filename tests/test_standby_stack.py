@@ -10,7 +10,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from standby.names import manifest_parameter, mode_parameter
+from standby.config.models import Mode
+from standby.names import lock_table, manifest_parameter, mode_parameter
+from standby.standby_manifest import StandbyManifest
 from tests.conftest import ROOT, sample_config, set_pulumi_config
 from tests.pulumi_harness import Declared, RecordingMocks, is_secret, run_program, unwrap
 
@@ -217,7 +219,15 @@ def test_the_manifest_holds_what_the_runbooks_need_in_both_regions(pulumi_mocks:
         if d.inputs["name"] == manifest_parameter(APP)
     ]
     assert sorted(d.region_role for d in manifests) == ["second", "standby"]
-    manifest = json.loads(unwrap(next(d for d in manifests if d.region_role == "standby").inputs["value"]))
+    text = unwrap(next(d for d in manifests if d.region_role == "standby").inputs["value"])
+    parsed = StandbyManifest.from_json(text)  # what the runbooks read: strict, every key known
+    assert parsed.region == "us-east-2" and parsed.second_region == "us-west-2"
+    assert parsed.base_mode is Mode.WARM and parsed.lock_table == lock_table(APP)
+    second = StandbyManifest.from_json(
+        unwrap(next(d for d in manifests if d.region_role == "second").inputs["value"])
+    )
+    assert (second.region, second.second_region) == ("us-west-2", "us-east-2")
+    manifest = json.loads(text)
     for key in (
         "backup_bucket",
         "database_secret",

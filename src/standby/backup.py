@@ -26,6 +26,7 @@ from standby import catalog
 from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
 from standby.catalog import BackupManifest
 from standby.errors import StandbyError
+from standby.names import BACKUP_PREFIX
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
 
@@ -63,7 +64,7 @@ class BackupRequest:
     source: Database
     store: BackupStore
     pg_dump: PgTool
-    prefix: str = "backups"
+    prefix: str = BACKUP_PREFIX
     compression: str = DEFAULT_COMPRESSION
     part_size: int = DEFAULT_PART_SIZE
 

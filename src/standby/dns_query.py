@@ -19,7 +19,7 @@ def build_query(name: str, qtype: int) -> tuple[int, bytes]:
     return ident, header + labels + struct.pack(">HH", qtype, 1)
 
 
-def _read_name(packet: bytes, offset: int) -> tuple[str, int]:
+def read_name(packet: bytes, offset: int) -> tuple[str, int]:
     """A (possibly compressed) name at `offset`; returns it and the offset after it."""
     labels: list[str] = []
     end = -1
@@ -43,18 +43,18 @@ def parse_answers(packet: bytes, ident: int) -> list[tuple[int, str]]:
         raise ValueError("DNS answer to another query")
     offset = 12
     for _ in range(questions):
-        _, offset = _read_name(packet, offset)
+        _, offset = read_name(packet, offset)
         offset += 4
     records = []
     for _ in range(answers):
-        _, offset = _read_name(packet, offset)
+        _, offset = read_name(packet, offset)
         rtype, _rclass, _ttl, length = struct.unpack(">HHIH", packet[offset : offset + 10])
         offset += 10
         data = packet[offset : offset + length]
         if rtype == A and length == 4:
             records.append((A, socket.inet_ntoa(data)))
         elif rtype == CNAME:
-            records.append((CNAME, _read_name(packet, offset)[0]))
+            records.append((CNAME, read_name(packet, offset)[0]))
         offset += length
     return records
 
@@ -66,21 +66,3 @@ def ask(server: tuple[str, int], name: str, qtype: int = A, timeout: float = 3.0
         sock.sendto(query, server)
         packet, _ = sock.recvfrom(4096)
     return parse_answers(packet, ident)
-
-
-def encode_answer(query: bytes, records: list[tuple[int, str]]) -> bytes:
-    """An authoritative answer to `query` (for local stand-ins of a name server)."""
-    ident = struct.unpack(">H", query[:2])[0]
-    question_end = 12
-    while query[question_end] != 0:
-        question_end += 1 + query[question_end]
-    question = query[12 : question_end + 5]
-    body = b""
-    for rtype, value in records:
-        if rtype == A:
-            data = socket.inet_aton(value)
-        else:
-            data = b"".join(bytes([len(p)]) + p.encode("ascii") for p in value.rstrip(".").split(".")) + b"\0"
-        body += b"\xc0\x0c" + struct.pack(">HHIH", rtype, 1, 60, len(data)) + data
-    header = struct.pack(">HHHHHH", ident, 0x8400, 1, len(records), 0, 0)
-    return header + question + body

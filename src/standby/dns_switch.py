@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from standby.config.models import DnsMode
 from standby.standby_manifest import StandbyManifest
 
 INSYNC_TIMEOUT: Final = 300.0
@@ -24,7 +25,7 @@ class DnsSwitch:
 
     @property
     def failover(self) -> bool:
-        return self.manifest.dns_mode == "failover"
+        return self.manifest.dns_mode is DnsMode.FAILOVER
 
     def records(self) -> dict[str, dict[str, Any]]:
         """The current CNAME or A record of each of the app's names."""
@@ -110,7 +111,7 @@ class DnsSwitch:
             "Dimensions": [{"Name": "App", "Value": self.manifest.app}],
             "Value": 1.0 if in_service else 0.0,
         }
-        cloudwatch.put_metric_data(Namespace="Standby", MetricData=[metric])
+        cloudwatch.put_metric_data(Namespace=self.manifest.metrics_namespace, MetricData=[metric])
         # The metric keeps the state for later evaluations; setting it moves traffic now.
         cloudwatch.set_alarm_state(
             AlarmName=self.manifest.failover_alarm,

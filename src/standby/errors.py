@@ -1,7 +1,8 @@
 """The errors standby raises on purpose, each tied to the exit code its commands return.
 
-Exit codes (DESIGN.md §5): 0 done, 1 failed, 2 bad usage or configuration, 3 refused by a safety check.
-Every message says what is wrong and what to do about it; none carries a secret.
+Exit codes (docs/runbooks.md): 0 done, 1 failed (infrastructure or a tool: one line with the cause), 2 bad
+usage or configuration, 3 refused by a safety check. Every message says what is wrong and what to do
+about it; none carries a secret.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class ConfigError(StandbyError):
         self.problems = list(problems)
         self.source = source
         where = f" in {source}" if source else ""
-        lines = [f"invalid configuration{where}:"] + [f"  - {p}" for p in self.problems]
-        super().__init__("\n".join(lines))
+        if len(self.problems) == 1:
+            super().__init__(f"invalid configuration{where}: {self.problems[0]}")
+        else:
+            lines = [f"invalid configuration{where}:"] + [f"  - {p}" for p in self.problems]
+            super().__init__("\n".join(lines))
 
 
 class SizingError(ConfigError):
@@ -36,3 +40,10 @@ class SafetyRefusal(StandbyError):
     """A safety check refused to go on (lock held, verification failed, backup too old)."""
 
     exit_code = 3
+
+
+class InfrastructureError(StandbyError):
+    """A service or tool failed (AWS throttled or unreachable, a program exited non-zero): nothing about
+    the input is wrong, and running again later may succeed."""
+
+    exit_code = 1

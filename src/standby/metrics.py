@@ -8,15 +8,15 @@ from typing import Final
 import boto3
 
 from standby.catalog import BackupManifest
+from standby.names import METRICS_NAMESPACE
 
-NAMESPACE: Final = "Standby"
 BACKUP_AGE: Final = "BackupAgeSeconds"  # how old the data of the newest backup was when it landed
 BACKUP_SIZE: Final = "BackupSizeBytes"
 BACKUP_COMPLETED: Final = "BackupCompleted"  # 1 per backup: no datapoint in an RPO window means no backup
 
 
 def publish_backup_metrics(
-    manifest: BackupManifest, namespace: str = NAMESPACE, region: str | None = None
+    manifest: BackupManifest, namespace: str = METRICS_NAMESPACE, region: str | None = None
 ) -> None:
     dimensions = [{"Name": "App", "Value": manifest.app}]
     age = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()

@@ -11,6 +11,9 @@ from typing import Final
 
 PROJECT: Final = "standby"
 CONFIG_NAMESPACE: Final = "standby"
+METRICS_NAMESPACE: Final = "Standby"  # CloudWatch: backup signals and the DNS failover metric
+FAILOVER_METRIC: Final = "PrimaryInService"  # 1: traffic to Heroku; 0: to AWS (runbooks publish it)
+BACKUP_PREFIX: Final = "backups"  # key prefix of the backups in the bucket
 
 
 class StackRole(StrEnum):
@@ -63,3 +66,18 @@ def manifest_parameter(app: str) -> str:
 def ai_provider_parameter(app: str) -> str:
     """The SSM parameter holding the AI provider the app uses now, which scripts/switch_ai.py sets."""
     return f"/standby/{app}/ai-provider"
+
+
+def lock_table(app: str) -> str:
+    """The DynamoDB table holding the app's runbook lock (one item per app, DESIGN.md §4)."""
+    return f"{app}-standby-locks"
+
+
+def runbook_topic(app: str) -> str:
+    """The SNS topic the runbooks announce their starts, ends and failures on."""
+    return f"{app}-standby-runbooks"
+
+
+def failover_alarm(app: str) -> str:
+    """The CloudWatch alarm that Route 53's failover health check follows (DNS mode `failover`)."""
+    return f"{app}-primary-in-service"

@@ -11,10 +11,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
+from standby.config.models import DnsMode, Mode
 from standby.errors import ConfigError
-from standby.names import manifest_parameter, mode_parameter
+from standby.names import (
+    BACKUP_PREFIX,
+    FAILOVER_METRIC,
+    METRICS_NAMESPACE,
+    lock_table,
+    manifest_parameter,
+    mode_parameter,
+)
 
 SCHEMA_VERSION: Final = 1
 
@@ -29,15 +38,15 @@ class StandbyManifest:
     app: str
     region: str
     backup_bucket: str
-    backup_prefix: str = "backups"
-    metrics_namespace: str = "Standby"
+    backup_prefix: str = BACKUP_PREFIX
+    metrics_namespace: str = METRICS_NAMESPACE
     # Secrets Manager id of the standby's DATABASE_URL: the value stays there, never in the manifest.
     database_secret: str | None = None
     sanity_sql: tuple[str, ...] = ()  # queries a restore must see return true before it switches
     second_region: str | None = None
     mode_parameter: str = ""
-    base_mode: str = "warm"  # the configured mode: what a failback returns the standby to
-    lock_table: str | None = None
+    base_mode: Mode = Mode.WARM  # the configured mode: what a failback returns the standby to
+    lock_table: str = ""
     topic_arn: str | None = None
     cluster: str | None = None
     services: dict[str, str] = field(default_factory=dict)  # process type -> ECS service name
@@ -56,14 +65,11 @@ class StandbyManifest:
         None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
     )
     drill_target_group_arn: str | None = None
-    health_url: str | None = None  # set for a standby checked directly over HTTP (the local rehearsal)
     hosted_zone_id: str | None = None
-    dns_mode: str = "record"
+    dns_mode: DnsMode = DnsMode.RECORD
     records: tuple[dict[str, str], ...] = ()  # {"hostname", "heroku_target"}
     failover_alarm: str | None = None
-    failover_metric: str = "PrimaryInService"
-    verify_name_servers: bool = True  # ask the zone's name servers after a switch (off where there are none)
-    name_servers: tuple[str, ...] = ()  # "host:port" to ask instead of the zone's delegation set
+    failover_metric: str = FAILOVER_METRIC
     health_check_path: str = "/health"
     rpo_seconds: int = 900
     rto_seconds: int = 900
@@ -72,51 +78,59 @@ class StandbyManifest:
     def __post_init__(self) -> None:
         if not self.mode_parameter:
             object.__setattr__(self, "mode_parameter", mode_parameter(self.app))
+        if not self.lock_table:
+            object.__setattr__(self, "lock_table", lock_table(self.app))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> StandbyManifest:
+        """Parse a manifest; refuses another schema version, unknown or missing keys, and wrong types."""
+        rerun = "Run `pulumi up -s standby` with this version of standby to rewrite it."
+        upgrade = "Upgrade standby to the version that wrote it, or run `pulumi up -s standby` with this one."
         try:
             doc: Any = json.loads(text)
         except json.JSONDecodeError:
+            raise ConfigError([f"the standby manifest is not JSON. {rerun}"]) from None
+        if not isinstance(doc, dict):
+            raise ConfigError([f"the standby manifest is not a JSON object. {rerun}"])
+        if doc.get("schema_version") != SCHEMA_VERSION:
             raise ConfigError(
-                ["the standby manifest is not JSON. Run `pulumi up -s standby` to rewrite it."]
-            ) from None
-        if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-            got = doc.get("schema_version") if isinstance(doc, dict) else None
+                [f"the standby manifest has schema {doc.get('schema_version')!r}; this version of standby reads "
+                 f"schema {SCHEMA_VERSION}. {upgrade}"]
+            )  # fmt: skip
+        unknown = sorted(set(doc) - set(cls.__dataclass_fields__))
+        if unknown:
             raise ConfigError(
-                [
-                    f"standby manifest schema {got!r} is not {SCHEMA_VERSION}: upgrade standby, or run `pulumi up -s standby`."
-                ]
-            )
-        known = set(cls.__dataclass_fields__)
-        fields = {k: v for k, v in doc.items() if k in known}
-        for name in ("sanity_sql", "subnets", "records", "name_servers"):
+                [f"the standby manifest has keys this version of standby does not know: {', '.join(unknown)}. "
+                 f"{upgrade}"]
+            )  # fmt: skip
+        fields = dict(doc)
+        for name in ("sanity_sql", "subnets", "records"):
             if isinstance(fields.get(name), list):
                 fields[name] = tuple(fields[name])
         try:
+            if "base_mode" in fields:
+                fields["base_mode"] = Mode(fields["base_mode"])
+            if "dns_mode" in fields:
+                fields["dns_mode"] = DnsMode(fields["dns_mode"])
             return cls(**fields)
-        except TypeError as exc:
-            raise ConfigError(
-                [f"the standby manifest is incomplete ({exc}). Run `pulumi up -s standby`."]
-            ) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError([f"the standby manifest is invalid ({exc}). {rerun}"]) from None
 
 
 def load_manifest(app: str, region: str | None = None) -> StandbyManifest:
     name = parameter_name(app)
     try:
         answer = boto3.client("ssm", region_name=region).get_parameter(Name=name)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+    except AWS_ERRORS as exc:
+        if isinstance(exc, ClientError) and error_code(exc) == "ParameterNotFound":
             raise ConfigError(
                 [f"no standby manifest at SSM {name} in {region or 'the default region'}. Run `pulumi up -s standby`, "
                  "or pass --bucket NAME."]
             ) from None  # fmt: skip
-        raise ConfigError([f"cannot read the standby manifest {name}: {exc}"]) from None
-    except BotoCoreError as exc:
-        raise ConfigError([f"cannot read the standby manifest {name}: {exc}"]) from None
+        raise aws_failure(exc, f"reading the standby manifest {name}") from None
     return StandbyManifest.from_json(answer["Parameter"]["Value"])
 
 
@@ -128,8 +142,6 @@ def read_database_url(manifest: StandbyManifest, region: str | None = None) -> s
         answer = boto3.client("secretsmanager", region_name=region).get_secret_value(
             SecretId=manifest.database_secret
         )
-    except (BotoCoreError, ClientError) as exc:
-        raise ConfigError(
-            [f"cannot read the standby database secret {manifest.database_secret}: {exc}"]
-        ) from None
+    except AWS_ERRORS as exc:
+        raise aws_failure(exc, f"reading the standby database secret {manifest.database_secret}") from None
     return str(answer["SecretString"])

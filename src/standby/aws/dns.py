@@ -15,10 +15,9 @@ import pulumi_aws as aws
 
 from standby.config.models import DnsMode, Mode
 from standby.errors import ConfigError
+from standby.names import FAILOVER_METRIC, METRICS_NAMESPACE, failover_alarm
 
 TTL: Final = 60  # seconds: how long resolvers may keep pointing at a dead Heroku after the switch
-FAILOVER_NAMESPACE: Final = "Standby"
-FAILOVER_METRIC: Final = "PrimaryInService"  # 1: send traffic to Heroku; 0: to AWS (runbooks publish it)
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,8 @@ class DnsRecords(pulumi.ComponentResource):
         # for good (until the failback publishes 1).
         self.failover_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-primary-in-service",
-            name=f"{args.app}-primary-in-service",
-            namespace=FAILOVER_NAMESPACE,
+            name=failover_alarm(args.app),
+            namespace=METRICS_NAMESPACE,
             metric_name=FAILOVER_METRIC,
             dimensions={"App": args.app},
             statistic="Minimum",

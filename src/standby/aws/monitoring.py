@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from standby.metrics import BACKUP_COMPLETED, NAMESPACE
+from standby.metrics import BACKUP_COMPLETED
+from standby.names import METRICS_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Monitoring(pulumi.ComponentResource):
         self.backup_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-backup-stale",
             name=f"{args.app}-newest-backup-older-than-rpo",
-            namespace=NAMESPACE,
+            namespace=METRICS_NAMESPACE,
             metric_name=BACKUP_COMPLETED,
             dimensions={"App": args.app},
             statistic="Sum",

@@ -4,19 +4,18 @@ and the standby manifest, in SSM of this region."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from standby.names import manifest_parameter, mode_parameter
+from standby.names import lock_table, manifest_parameter, mode_parameter
 
 
 @dataclass(frozen=True)
 class RunbookSupportArgs:
     app: str
     initial_mode: str
-    manifest: pulumi.Input[dict[str, Any]]  # names only, never a secret value
+    manifest: pulumi.Input[str]  # StandbyManifest.to_json(): names only, never a secret value
 
 
 class RunbookSupport(pulumi.ComponentResource):
@@ -27,7 +26,7 @@ class RunbookSupport(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.lock_table = aws.dynamodb.Table(
             f"{name}-locks",
-            name=f"{args.app}-standby-locks",
+            name=lock_table(args.app),
             billing_mode="PAY_PER_REQUEST",
             hash_key="lock",
             attributes=[{"name": "lock", "type": "S"}],
@@ -51,7 +50,7 @@ class RunbookSupport(pulumi.ComponentResource):
             name=manifest_parameter(args.app),
             type="String",
             tier="Advanced",  # the manifest can outgrow the 4 KB of a standard parameter
-            value=pulumi.Output.json_dumps(args.manifest),
+            value=args.manifest,
             description="standby manifest: everything a runbook needs, no secret values",
             opts=child,
         )

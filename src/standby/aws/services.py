@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from standby.aws.network import StandbyNetwork
 from standby.aws.policies import allow, assume_role, document
 from standby.config.models import Mode
+from standby.names import METRICS_NAMESPACE
 from standby.sizing import FargateSize
 
 WEB: Final = "web"
@@ -158,7 +159,9 @@ class StandbyServices(pulumi.ComponentResource):
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
                     ),
                     allow(
-                        ["cloudwatch:PutMetricData"], ["*"], StringEquals={"cloudwatch:namespace": "Standby"}
+                        ["cloudwatch:PutMetricData"],
+                        ["*"],
+                        StringEquals={"cloudwatch:namespace": METRICS_NAMESPACE},
                     ),
                 ]
             ),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -18,13 +17,14 @@ from standby import sizing
 from standby.aws.backup_schedule import BackupSchedule, ScheduleArgs
 from standby.aws.backup_vault import BackupVault, VaultArgs
 from standby.aws.database import DatabaseArgs, StandbyDatabase
-from standby.aws.dns import FAILOVER_METRIC, Domain
+from standby.aws.dns import Domain
 from standby.aws.network import NetworkArgs, StandbyNetwork
 from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
 from standby.aws.services import ProcessSpec, ServicesArgs, StandbyServices
-from standby.config.models import Mode, StandbyConfig
-from standby.names import mode_parameter
+from standby.config.models import DnsMode, Mode, StandbyConfig
+from standby.names import failover_alarm, runbook_topic
 from standby.primary_snapshot import PrimarySnapshot
+from standby.standby_manifest import StandbyManifest
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        self.topic = aws.sns.Topic(f"{name}-runbook-events", name=f"{app}-standby-runbooks", opts=child)
+        self.topic = aws.sns.Topic(f"{name}-runbook-events", name=runbook_topic(app), opts=child)
         self.support = RunbookSupport(
             f"{name}-runbooks",
             RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self._manifest(args)),
@@ -131,8 +131,8 @@ class StandbyRegion(pulumi.ComponentResource):
             {"bucket": self.vault.bucket.id, "loadBalancer": self.services.load_balancer.dns_name}
         )
 
-    def _manifest(self, args: RegionArgs) -> pulumi.Output[dict[str, Any]]:
-        """The standby manifest of this region (standby.standby_manifest.StandbyManifest)."""
+    def _manifest(self, args: RegionArgs) -> pulumi.Output[str]:
+        """The standby manifest of this region, as JSON: built from its dataclass, so it parses back."""
         config, app = args.config, args.primary.app
         services = self.services
         return pulumi.Output.all(
@@ -150,45 +150,40 @@ class StandbyRegion(pulumi.ComponentResource):
             settings_secret=services.settings_secret.arn,
             drill_secret=services.drill_secret.arn if services.drill_secret else None,
             topic=self.topic.arn,
-            lock_table=f"{app}-standby-locks",
             zone=args.hosted_zone_id,
         ).apply(
-            lambda v: {
-                "schema_version": 1,
-                "app": app,
-                "region": args.region,
-                "second_region": config.regions.second if args.role == "standby" else config.regions.standby,
-                "backup_bucket": v["bucket"],
-                "backup_prefix": "backups",
-                "metrics_namespace": "Standby",
-                "database_secret": v["database_secret"],
-                "database_instance": v["database_instance"],
-                "sanity_sql": list(config.sanity_sql),
-                "mode_parameter": mode_parameter(app),
-                "base_mode": config.mode.value,
-                "lock_table": v["lock_table"],
-                "topic_arn": v["topic"],
-                "cluster": v["cluster"],
-                "services": {t: f"{app}-{t}" for t in args.primary.formation},
-                "backup_task_definition": v["backup_task"],
-                "subnets": v["subnets"],
-                "task_security_group": v["task_group"],
-                "load_balancer_dns": v["lb_dns"],
-                "load_balancer_zone_id": v["lb_zone"],
-                "target_group_arn": v["target_group"],
-                "drill_target_group_arn": v["drill_target_group"],
-                "settings_secret": v["settings_secret"],
-                "ai": args.primary.ai.model_dump(mode="json", by_alias=True) if args.primary.ai else None,
-                "drill_database_secret": v["drill_secret"],
-                "hosted_zone_id": v["zone"],
-                "dns_mode": config.dns.value,
-                "records": [{"hostname": d.hostname, "heroku_target": d.heroku_target} for d in args.domains],
-                "failover_alarm": f"{app}-primary-in-service" if config.dns.value == "failover" else None,
-                "failover_metric": FAILOVER_METRIC,
-                "health_check_path": config.health_check_path,
-                "rpo_seconds": config.rpo_minutes * 60,
-                "rto_seconds": config.rto_minutes * 60,
-            }
+            lambda v: StandbyManifest(
+                app=app,
+                region=args.region,
+                second_region=config.regions.second if args.role == "standby" else config.regions.standby,
+                backup_bucket=v["bucket"],
+                database_secret=v["database_secret"],
+                database_instance=v["database_instance"],
+                sanity_sql=tuple(config.sanity_sql),
+                base_mode=config.mode,
+                topic_arn=v["topic"],
+                cluster=v["cluster"],
+                services={t: f"{app}-{t}" for t in args.primary.formation},
+                backup_task_definition=v["backup_task"],
+                subnets=tuple(v["subnets"]),
+                task_security_group=v["task_group"],
+                load_balancer_dns=v["lb_dns"],
+                load_balancer_zone_id=v["lb_zone"],
+                target_group_arn=v["target_group"],
+                drill_target_group_arn=v["drill_target_group"],
+                settings_secret=v["settings_secret"],
+                ai=args.primary.ai.model_dump(mode="json", by_alias=True) if args.primary.ai else None,
+                drill_database_secret=v["drill_secret"],
+                hosted_zone_id=v["zone"],
+                dns_mode=config.dns,
+                records=tuple(
+                    {"hostname": d.hostname, "heroku_target": d.heroku_target} for d in args.domains
+                ),
+                failover_alarm=failover_alarm(app) if config.dns is DnsMode.FAILOVER else None,
+                health_check_path=config.health_check_path,
+                rpo_seconds=config.rpo_minutes * 60,
+                rto_seconds=config.rto_minutes * 60,
+            ).to_json()
         )
 
 

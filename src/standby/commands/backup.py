@@ -14,6 +14,7 @@ from standby.commands.common import StoreContext, add_store_arguments, open_stor
 from standby.errors import ConfigError
 from standby.heroku_api import HerokuClient
 from standby.metrics import publish_backup_metrics
+from standby.names import METRICS_NAMESPACE
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 
@@ -56,7 +57,7 @@ def _main(args: argparse.Namespace) -> int:
     say(f"backing up {request.source.redacted} ({context.app}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
     if not args.no_metrics and not args.folder:
-        namespace = context.manifest.metrics_namespace if context.manifest else "Standby"
+        namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)
     _report(result, args.json)
     return cli.EXIT_OK

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from standby.backup_store import BackupStore, LocalStore, S3Store
 from standby.errors import ConfigError
+from standby.names import BACKUP_PREFIX
 from standby.standby_manifest import StandbyManifest, load_manifest
 
 
@@ -44,7 +45,7 @@ def open_store(args: argparse.Namespace) -> StoreContext:
         store = LocalStore(args.folder)
     else:
         store = S3Store(args.bucket or (manifest.backup_bucket if manifest else ""), args.region)
-    prefix = args.prefix or (manifest.backup_prefix if manifest else "backups")
+    prefix = args.prefix or (manifest.backup_prefix if manifest else BACKUP_PREFIX)
     return StoreContext(args.app, store, prefix, manifest)
 
 

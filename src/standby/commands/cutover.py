@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from standby import cli
-from standby.commands.runbook_command import add_runbook_arguments, run_runbook
+from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
 from standby.commands.switch_ai import add_ai_arguments
 from standby.config.models import AiProvider
 from standby.runbook.engine import Step
+from standby.runbook.environment import RunbookEnv
 from standby.runbooks.ai_switch import ai_switch_steps
-from standby.runbooks.cutover import CutoverEnv, cutover_steps
+from standby.runbooks.cutover import cutover_steps
+from standby.standby_side import AwsStandby
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsStandby) -> int:
     args = build_parser().parse_args(argv)
     return cli.run(
-        lambda: run_runbook("cutover", args, lambda env: _steps(env, args), args.primary_unreachable)
+        lambda: run_runbook("cutover", args, lambda env: _steps(env, args), standby_side=standby_side)
     )
 
 
-def _steps(env: CutoverEnv, args: argparse.Namespace) -> list[Step]:
-    steps = cutover_steps(env)
+def _steps(env: RunbookEnv, args: argparse.Namespace) -> list[Step]:
+    steps = cutover_steps(env, args.primary_unreachable)
     if args.ai_provider:
         # Right after the standby goes active: its redeployment overlaps the restore.
         at = next(i for i, step in enumerate(steps) if step.name == "scale_standby") + 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from standby import cli
-from standby.commands.runbook_command import add_runbook_arguments, run_runbook
+from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
 from standby.runbooks.failback import failback_steps
+from standby.standby_side import AwsStandby
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsStandby) -> int:
     args = build_parser().parse_args(argv)
-    return cli.run(lambda: run_runbook("failback", args, failback_steps))
+    return cli.run(lambda: run_runbook("failback", args, failback_steps, standby_side=standby_side))

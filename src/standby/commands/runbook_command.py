@@ -10,19 +10,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
-
 from standby import cli
 from standby.backup_store import S3Store
 from standby.commands.common import confirm, say
 from standby.errors import ConfigError
-from standby.pg_tools import find_tool
+from standby.primary_side import HerokuSide
 from standby.runbook.engine import Runbook, RunContext, RunOptions, Step, StepFailed
+from standby.runbook.environment import RunbookEnv
 from standby.runbook.journal import Journal, JournalStore
 from standby.runbook.lock import DynamoDbLock
 from standby.runbook.report import report_json, write_reports
-from standby.runbooks.cutover import CutoverEnv
-from standby.standby_manifest import load_manifest
+from standby.standby_manifest import StandbyManifest, load_manifest
+from standby.standby_side import AwsStandby
+
+# Builds the standby side from the manifest: production's AwsStandby; the rehearsal and the tests hand in
+# standby.local.standby_side.LocalStandby.
+StandbySideFactory = Callable[[StandbyManifest], AwsStandby]
 
 
 def add_runbook_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,35 +59,38 @@ def add_runbook_arguments(parser: argparse.ArgumentParser) -> None:
 def run_runbook(
     name: str,
     args: argparse.Namespace,
-    steps: Callable[[CutoverEnv], list[Step]],
-    primary_unreachable: bool = False,
-    cleanup: Callable[[CutoverEnv], list[Step]] | None = None,
+    steps: Callable[[RunbookEnv], list[Step]],
+    cleanup: Callable[[RunbookEnv], list[Step]] | None = None,
+    standby_side: StandbySideFactory = AwsStandby,
 ) -> int:
     if not args.app:
         raise ConfigError(["--app is required (or set STANDBY_APP)."])
+    if args.journal_dir.exists() and not args.journal_dir.is_dir():
+        raise ConfigError([f"--journal-dir {args.journal_dir} is a file, not a folder: name a folder."])
     manifest = load_manifest(args.app, args.region)
     store = S3Store(manifest.backup_bucket, manifest.region)
-    env = CutoverEnv(
+    env = RunbookEnv(
         manifest=manifest,
         store=store,
-        pg_dump=find_tool("pg_dump", args.pg_bin),
-        pg_restore=find_tool("pg_restore", args.pg_bin),
-        primary_unreachable=primary_unreachable,
+        primary=HerokuSide(manifest.app),
+        standby=standby_side(manifest),
+        pg_bin=args.pg_bin,
         health_timeout=args.health_timeout,
         jobs=args.jobs,
     )
-    sns = boto3.client("sns", region_name=manifest.region)
 
     def notify(subject: str, message: str) -> None:
         if manifest.topic_arn:
-            sns.publish(TopicArn=manifest.topic_arn, Subject=subject[:100], Message=message)
+            env.standby.client("sns").publish(
+                TopicArn=manifest.topic_arn, Subject=subject[:100], Message=message
+            )
 
     runbook = Runbook(
         name,
         manifest.app,
         steps(env),
         JournalStore(args.journal_dir, store),
-        DynamoDbLock(manifest.lock_table or f"{manifest.app}-standby-locks", manifest.region),
+        DynamoDbLock(manifest.lock_table, manifest.region),
         notify,
         cleanup(env) if cleanup else [],
     )

@@ -6,9 +6,10 @@ import argparse
 
 from standby import cli
 from standby.ai_probe import PROBE_TIMEOUT
-from standby.commands.runbook_command import add_runbook_arguments, run_runbook
+from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
 from standby.config.models import AiProvider
 from standby.runbooks.ai_switch import ai_switch_steps
+from standby.standby_side import AwsStandby
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +33,14 @@ def add_ai_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsStandby) -> int:
     args = build_parser().parse_args(argv)
     target = AiProvider(args.ai_provider)
     return cli.run(
-        lambda: run_runbook("switch_ai", args, lambda env: ai_switch_steps(env, target, args.probe_timeout))
+        lambda: run_runbook(
+            "switch_ai",
+            args,
+            lambda env: ai_switch_steps(env, target, args.probe_timeout),
+            standby_side=standby_side,
+        )
     )

@@ -33,7 +33,7 @@ class AiProviderFake:
         return f"{root}/v1" if self.provider is AiProvider.OPENAI else root
 
     def __enter__(self) -> AiProviderFake:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

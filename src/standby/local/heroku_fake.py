@@ -108,7 +108,9 @@ class HerokuFake:
             self._faults.extend([status] * count)
 
     def start(self) -> HerokuFake:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="heroku-fake", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="heroku-fake", daemon=True
+        )
         self._thread.start()
         return self
 

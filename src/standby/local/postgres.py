@@ -53,8 +53,10 @@ class LocalPostgres:
     def url(self, dbname: str) -> str:
         return str(self._server.get_uri(database=dbname))
 
-    def create_database(self, prefix: str = "db") -> str:
+    def create_database(self, prefix: str = "db", template: str | None = None) -> str:
+        """A new database; with `template` (a database name), a copy of that one: fast, file-level."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +27,7 @@ from standby.backup_store import S3Store
 from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.moto_server import moto_server
 from standby.local.postgres import LocalPostgres
+from standby.local.standby_side import LocalStandby
 from standby.local.standby_world import WorldSpec, build_standby_world
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
@@ -36,8 +38,8 @@ APP: Final = "acme-rehearsal"
 REGIONS: Final = {"standby": "us-east-2", "second": "us-west-2"}
 TOKEN: Final = "rehearsal-heroku-token"
 NOT_EXERCISED: Final = (
-    "real DNS resolution (records are read back from moto's Route 53)",
-    "real ECS tasks (a local web app stands in for the web service)",
+    "real DNS resolution (records are read back from moto's Route 53; no name server is asked)",
+    "real ECS tasks and load balancer probes (a local web app answers the health check for the web service)",
     "real replication between regions (the rehearsal copies the backup to the second region's bucket)",
     "RDS resizing and Multi-AZ behaviour",
 )
@@ -77,7 +79,7 @@ def _health_app(database_url: Callable[[], str]) -> Iterator[str]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="standby-web").start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True, name="standby-web").start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/health"
     finally:
@@ -117,7 +119,6 @@ def rehearse(
             records={f"www.{APP}.example": "www-rehearsal.herokudns.com"},
             formation={"web": 2, "worker": 1},
             load_balancer_dns=f"{APP}-{REGIONS['standby']}.elb.amazonaws.com",
-            health_url=health,
         )
         first = build_standby_world(spec)
         second = build_standby_world(
@@ -159,7 +160,7 @@ def rehearse(
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            status = cutover.main(args)
+            status = cutover.main(args, standby_side=partial(LocalStandby, web_url=health))
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-import boto3.session
+import boto3
 
-from standby.names import manifest_parameter, mode_parameter
+from standby.config.models import DnsMode, Mode
+from standby.local.standby_side import WEB, WEB_TASK_IP
+from standby.names import (
+    FAILOVER_METRIC,
+    METRICS_NAMESPACE,
+    failover_alarm,
+    lock_table,
+    manifest_parameter,
+    mode_parameter,
+    runbook_topic,
+)
 from standby.standby_manifest import StandbyManifest
 
 
@@ -25,19 +36,18 @@ class WorldSpec:
     records: dict[str, str]  # hostname -> Heroku DNS target
     formation: dict[str, int]  # process type -> the primary's dyno count
     load_balancer_dns: str
-    health_url: str | None = None
-    dns_mode: str = "record"
-    mode: str = "warm"
+    dns_mode: DnsMode = DnsMode.RECORD
+    mode: Mode = Mode.WARM
     sanity_sql: tuple[str, ...] = ()
     hosted_zone_id: str | None = None  # Route 53 is global: a second region's world reuses the first's zone
-    name_servers: tuple[str, ...] = ()  # local stand-ins for the zone's name servers ("host:port")
     app_settings: dict[str, str] | None = None  # the app's config vars on AWS (one JSON secret)
     ai: dict[str, Any] | None = None  # the AI providers (AiConfig, camelCase)
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
+    @cache
     def client(service: str) -> Any:
-        return boto3.session.Session(region_name=spec.region).client(service)  # type: ignore[call-overload]
+        return boto3.client(service, region_name=spec.region)  # type: ignore[call-overload]
 
     app = spec.app
     bucket = f"{app}-backups-{spec.region}"
@@ -48,9 +58,8 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         ObjectLockEnabledForBucket=True,
     )
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    lock_table = f"{app}-standby-locks"
     client("dynamodb").create_table(
-        TableName=lock_table,
+        TableName=lock_table(app),
         KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -58,8 +67,10 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
     secret = client("secretsmanager").create_secret(
         Name=f"standby/{app}/database-url", SecretString=spec.database_url
     )
-    client("ssm").put_parameter(Name=mode_parameter(app), Value=spec.mode, Type="String", Overwrite=True)
-    topic = client("sns").create_topic(Name=f"{app}-standby-runbooks")["TopicArn"]
+    client("ssm").put_parameter(
+        Name=mode_parameter(app), Value=spec.mode.value, Type="String", Overwrite=True
+    )
+    topic = client("sns").create_topic(Name=runbook_topic(app))["TopicArn"]
 
     # ECS services need a network to be created, as on AWS.
     ec2 = client("ec2")
@@ -90,7 +101,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
             cluster=cluster,
             serviceName=family,
             taskDefinition=family,
-            desiredCount=1 if spec.mode == "warm" and quantity else 0,
+            desiredCount=1 if spec.mode is Mode.WARM and quantity else 0,
             launchType="FARGATE",
             networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
         )
@@ -100,19 +111,25 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         Name=f"standby/{app}/config-vars", SecretString=json.dumps(spec.app_settings or {}, sort_keys=True)
     )["ARN"]
     drill_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/drill-database-url")["ARN"]
+    web_group = client("elbv2").create_target_group(
+        Name=f"{app}-web"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
+        HealthCheckPath="/health",
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    if spec.mode is Mode.WARM and spec.formation.get(WEB):
+        client("elbv2").register_targets(TargetGroupArn=web_group, Targets=[{"Id": WEB_TASK_IP}])
     drill_group = client("elbv2").create_target_group(
         Name=f"{app}-drill"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
         HealthCheckPath="/health",
     )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
 
     zone_id = spec.hosted_zone_id or _zone_with_records(client("route53"), spec)
-    failover_alarm = None
-    if spec.dns_mode == "failover":
-        failover_alarm = f"{app}-primary-in-service"
+    alarm = None
+    if spec.dns_mode is DnsMode.FAILOVER:
+        alarm = failover_alarm(app)
         client("cloudwatch").put_metric_alarm(
-            AlarmName=failover_alarm,
-            Namespace="Standby",
-            MetricName="PrimaryInService",
+            AlarmName=alarm,
+            Namespace=METRICS_NAMESPACE,
+            MetricName=FAILOVER_METRIC,
             Dimensions=[{"Name": "App", "Value": app}],
             Statistic="Minimum",
             Period=60,
@@ -127,7 +144,6 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         backup_bucket=bucket,
         database_secret=secret["ARN"],
         sanity_sql=spec.sanity_sql,
-        lock_table=lock_table,
         topic_arn=topic,
         cluster=cluster,
         services=services,
@@ -135,17 +151,16 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         task_security_group=group,
         load_balancer_dns=spec.load_balancer_dns,
         load_balancer_zone_id="Z35SXDOTRQ7X7K",
+        target_group_arn=web_group,
         drill_database_secret=drill_secret,
         drill_target_group_arn=drill_group,
         settings_secret=settings_secret,
         ai=spec.ai,
-        health_url=spec.health_url,
         hosted_zone_id=zone_id,
         dns_mode=spec.dns_mode,
         records=tuple({"hostname": h, "heroku_target": t} for h, t in spec.records.items()),
-        failover_alarm=failover_alarm,
-        verify_name_servers=bool(spec.name_servers),  # moto's name servers are names only
-        name_servers=spec.name_servers,
+        failover_alarm=alarm,
+        base_mode=spec.mode,
     )
     client("ssm").put_parameter(
         Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True

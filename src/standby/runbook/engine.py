@@ -116,7 +116,8 @@ class Runbook:
         self.lock.acquire(f"{self.app}/{self.name}", options.owner)
         try:
             self.journals.save(journal)
-            self.notify(
+            self._notify(
+                ctx,
                 f"{self.name} started",
                 f"{self.name} for {self.app} started by {options.owner} (run {journal.run_id})",
             )
@@ -133,12 +134,19 @@ class Runbook:
                 self._run_step(step, ctx, journal)
             journal.finish("succeeded", ctx.facts)
             self.journals.save(journal)
-            self.notify(
-                f"{self.name} finished", f"{self.name} for {self.app} succeeded (run {journal.run_id})"
+            self._notify(
+                ctx, f"{self.name} finished", f"{self.name} for {self.app} succeeded (run {journal.run_id})"
             )
             return journal
         finally:
             self.lock.release(f"{self.app}/{self.name}", options.owner)
+
+    def _notify(self, ctx: RunContext, subject: str, message: str) -> None:
+        """Notices are best effort: a topic we may not publish to never stops a run or hides its error."""
+        try:
+            self.notify(subject, message)
+        except Exception as exc:
+            ctx.say(f"  warning: notice '{subject}' not sent: {' '.join(str(exc).split())}")
 
     def _clean_up(self, ctx: RunContext, journal: Journal) -> None:
         """The cleanup steps after a failure: each is tried, a failing one does not stop the next."""
@@ -180,8 +188,10 @@ class Runbook:
             if isinstance(exc, Exception):
                 journal.end(step.name, time.time(), "failed", reason, ctx.facts)
                 self.journals.save(journal)
-                self.notify(
-                    f"{self.name} failed", f"{self.name} for {self.app}: step {step.name} failed: {reason}"
+                self._notify(
+                    ctx,
+                    f"{self.name} failed",
+                    f"{self.name} for {self.app}: step {step.name} failed: {reason}",
                 )
                 code = exc.exit_code if isinstance(exc, StandbyError) else 1
                 raise StepFailed(step.name, reason, code) from exc

@@ -8,24 +8,23 @@ redeployed to read them. The provider chosen is also kept in SSM, so `pulumi up`
 
 from __future__ import annotations
 
-import json
 import time
-from abc import ABC, abstractmethod
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
 
-import boto3.session
+import boto3
 
 from standby.ai_probe import probe
-from standby.config.models import AiConfig, AiProvider
+from standby.config.models import AiConfig, AiProvider, Mode
 from standby.errors import ConfigError, SafetyRefusal
 from standby.names import ai_provider_parameter
 from standby.runbook.engine import RunContext, Step
-from standby.runbooks.cutover import CutoverEnv, EnvStep
+from standby.runbook.environment import EnvStep, RunbookEnv
 
 LIVE_TIMEOUT: Final = 600.0  # seconds for Heroku's release or the ECS deployments to finish
 
 
-def ai_config(env: CutoverEnv) -> AiConfig:
+def ai_config(env: RunbookEnv) -> AiConfig:
     if not env.manifest.ai:
         raise ConfigError(
             ["the standby manifest has no AI providers: declare standby:ai in the primary stack, then run "
@@ -34,89 +33,22 @@ def ai_config(env: CutoverEnv) -> AiConfig:
     return AiConfig.model_validate(env.manifest.ai)
 
 
-class LiveSide(ABC):
-    """Where the app runs now, and how its settings are read and changed there."""
+class LiveSide(Protocol):
+    """Where the app runs now, and how its settings are read and changed there (both sides do this)."""
 
-    name = ""
+    name: str
 
-    def __init__(self, env: CutoverEnv) -> None:
-        self.env = env
-
-    @abstractmethod
     def settings(self) -> dict[str, str]: ...
-
-    @abstractmethod
-    def change(self, settings: dict[str, str], ctx: RunContext) -> None: ...
-
-    @abstractmethod
-    def is_live(self, ctx: RunContext) -> bool: ...
+    def change_settings(self, settings: Mapping[str, str], ctx: RunContext) -> None: ...
+    def settings_live(self, ctx: RunContext) -> bool: ...
 
 
-class HerokuSide(LiveSide):
-    name = "Heroku"
-
-    def settings(self) -> dict[str, str]:
-        return self.env.heroku.config_vars(self.env.app)
-
-    def change(self, settings: dict[str, str], ctx: RunContext) -> None:
-        # One PATCH: Heroku makes one release with every setting and restarts the dynos on it.
-        self.env.heroku.update_config_vars(self.env.app, settings)
-        release = self.env.heroku.newest_release(self.env.app)
-        ctx.facts["release"] = release["version"] if release else None
-
-    def is_live(self, ctx: RunContext) -> bool:
-        release = self.env.heroku.newest_release(self.env.app)
-        return (
-            release is not None
-            and release["version"] == ctx.facts.get("release")
-            and release["status"] == "succeeded"
-        )
-
-
-class StandbySide(LiveSide):
-    name = "the AWS standby"
-
-    def _secret(self) -> str:
-        if not self.env.manifest.settings_secret:
-            raise ConfigError(["the standby manifest names no settings secret: run `pulumi up -s standby`."])
-        return self.env.manifest.settings_secret
-
-    def settings(self) -> dict[str, str]:
-        value = self.env.client("secretsmanager").get_secret_value(SecretId=self._secret())["SecretString"]
-        return dict(json.loads(value))
-
-    def change(self, settings: dict[str, str], ctx: RunContext) -> None:
-        merged = {**self.settings(), **settings}
-        self.env.client("secretsmanager").put_secret_value(
-            SecretId=self._secret(), SecretString=json.dumps(merged, sort_keys=True)
-        )
-        # ECS reads secrets when a task starts: a new deployment of every service picks the change up.
-        ecs, manifest = self.env.client("ecs"), self.env.manifest
-        deployments = {}
-        for service in manifest.services.values():
-            updated = ecs.update_service(cluster=manifest.cluster, service=service, forceNewDeployment=True)
-            primary = next(d for d in updated["service"]["deployments"] if d["status"] == "PRIMARY")
-            deployments[service] = primary["id"]
-        ctx.facts["redeployed"] = deployments
-
-    def is_live(self, ctx: RunContext) -> bool:
-        """Every service runs only the deployment the switch started, and ECS calls it complete."""
-        manifest, started = self.env.manifest, ctx.facts.get("redeployed") or {}
-        found = self.env.client("ecs").describe_services(cluster=manifest.cluster, services=list(started))
-        return len(found["services"]) == len(started) and all(
-            [(d["id"], d.get("rolloutState")) for d in s["deployments"]]
-            == [(started[s["serviceName"]], "COMPLETED")]
-            for s in found["services"]
-        )
-
-
-def live_side(env: CutoverEnv) -> LiveSide:
-    mode = env.client("ssm").get_parameter(Name=env.manifest.mode_parameter)["Parameter"]["Value"]
-    return StandbySide(env) if mode == "active" else HerokuSide(env)
+def live_side(env: RunbookEnv) -> LiveSide:
+    return env.standby if env.standby.mode() is Mode.ACTIVE else env.primary
 
 
 class AiStep(EnvStep):
-    def __init__(self, env: CutoverEnv, target: AiProvider, probe_timeout: float = 10.0) -> None:
+    def __init__(self, env: RunbookEnv, target: AiProvider, probe_timeout: float = 10.0) -> None:
         super().__init__(env)
         self.target = target
         self.probe_timeout = probe_timeout
@@ -174,7 +106,7 @@ class SwitchSettings(AiStep):
     def apply(self, ctx: RunContext) -> None:
         side = live_side(self.env)
         if not _settings_match(side, self.wanted()):
-            side.change(self.wanted(), ctx)
+            side.change_settings(self.wanted(), ctx)
         # Recorded after the change: SSM never names a provider the app was not set to.
         for region in self._regions():
             self._ssm(region).put_parameter(
@@ -188,7 +120,7 @@ class SwitchSettings(AiStep):
         return [r for r in (self.env.manifest.region, self.env.manifest.second_region) if r]
 
     def _ssm(self, region: str) -> Any:
-        return boto3.session.Session(region_name=region).client("ssm")
+        return boto3.client("ssm", region_name=region)
 
     def _recorded(self) -> str | None:
         found = self._ssm(self.env.manifest.region).get_parameters(
@@ -214,7 +146,7 @@ class WaitLive(AiStep):
     def apply(self, ctx: RunContext) -> None:
         side = live_side(self.env)
         deadline = time.monotonic() + LIVE_TIMEOUT
-        while not side.is_live(ctx):
+        while not side.settings_live(ctx):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"the new settings are set on {side.name} but not live after {LIVE_TIMEOUT:.0f} s; check its "
@@ -233,7 +165,7 @@ def _settings_match(side: LiveSide, wanted: dict[str, str]) -> bool:
     return all(current.get(k) == v for k, v in wanted.items())
 
 
-def ai_switch_steps(env: CutoverEnv, target: AiProvider, probe_timeout: float = 10.0) -> list[Step]:
+def ai_switch_steps(env: RunbookEnv, target: AiProvider, probe_timeout: float = 10.0) -> list[Step]:
     return [
         ProbeProvider(env, target, probe_timeout),
         SwitchSettings(env, target, probe_timeout),

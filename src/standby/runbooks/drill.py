@@ -10,11 +10,11 @@ No DNS change, no change to the standby's database or services.
 from __future__ import annotations
 
 import time
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from standby import catalog
+from standby.config.models import Mode
 from standby.drill_history import (
     DrillFigures,
     drill_history,
@@ -35,8 +35,7 @@ from standby.restore import (
     verify_counts,
 )
 from standby.runbook.engine import RunContext, Step
-from standby.runbooks.cutover import MAINTENANCE_DB, CutoverEnv, EnvStep
-from standby.standby_manifest import read_database_url
+from standby.runbook.environment import MAINTENANCE_DB, EnvStep, RunbookEnv
 
 STARTED_BY: Final = "standby-drill"  # marks the drill's ECS tasks, so a teardown finds them all
 SCRATCH_SUFFIX: Final = "_drill"
@@ -56,11 +55,11 @@ class DrillStep(EnvStep):
     """A drill step: works on the scratch database beside the standby's, never on the standby's own."""
 
     def scratch(self) -> Database:
-        database = self.env.standby_database()
+        database = self.env.standby.database()
         return database.with_dbname(scratch_name(database.dbname))
 
     def server(self) -> Database:
-        return self.env.standby_database().with_dbname(MAINTENANCE_DB)
+        return self.env.standby.database().with_dbname(MAINTENANCE_DB)
 
 
 class DrillPreflight(DrillStep):
@@ -74,8 +73,7 @@ class DrillPreflight(DrillStep):
 
     def apply(self, ctx: RunContext) -> None:
         manifest = self.env.manifest
-        mode = self.env.client("ssm").get_parameter(Name=manifest.mode_parameter)["Parameter"]["Value"]
-        if mode == "active":
+        if self.env.standby.mode() is Mode.ACTIVE:
             raise SafetyRefusal(
                 f"the standby in {manifest.region} is live (mode active): a drill would load production's "
                 "database server. Drill after the failback, or in the other region with --region."
@@ -86,7 +84,7 @@ class DrillPreflight(DrillStep):
                 ("cluster", manifest.cluster),
                 (f"services.{WEB}", manifest.services.get(WEB)),
                 ("drill_database_secret", manifest.drill_database_secret),
-                ("drill_target_group_arn", manifest.drill_target_group_arn or manifest.health_url),
+                ("drill_target_group_arn", manifest.drill_target_group_arn),
             )
             if not value
         ]
@@ -176,9 +174,9 @@ class StartWebTask(DrillStep):
 
     def apply(self, ctx: RunContext) -> None:
         env, manifest = self.env, self.env.manifest
-        secrets, ecs = env.client("secretsmanager"), env.client("ecs")
+        secrets, ecs = env.standby.client("secretsmanager"), env.standby.client("ecs")
         # The URL holds the password: it goes into the drill secret, never into the task definition.
-        url = url_with_dbname(read_database_url(manifest, manifest.region), self.scratch().dbname)
+        url = url_with_dbname(env.standby.database_url(), self.scratch().dbname)
         secrets.put_secret_value(SecretId=manifest.drill_database_secret, SecretString=url)
         service = ecs.describe_services(cluster=manifest.cluster, services=[manifest.services[WEB]])[
             "services"
@@ -228,18 +226,14 @@ class CheckHealth(DrillStep):
         )
 
     def apply(self, ctx: RunContext) -> None:
-        manifest = self.env.manifest
-        ip = ctx.facts["drill_task_ip"]
-        if manifest.drill_target_group_arn:
-            self.env.client("elbv2").register_targets(
-                TargetGroupArn=manifest.drill_target_group_arn, Targets=[{"Id": ip}]
-            )
+        group, ip = str(self.env.manifest.drill_target_group_arn), ctx.facts["drill_task_ip"]
+        self.env.standby.client("elbv2").register_targets(TargetGroupArn=group, Targets=[{"Id": ip}])
         deadline = time.monotonic() + self.env.health_timeout
-        while not self._healthy(ip):
+        while not self.env.standby.target_healthy(group, ip):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
-                    f"the drill's web task did not answer {manifest.health_check_path} healthily within "
-                    f"{self.env.health_timeout:.0f} s on the restored data. Its logs are in CloudWatch."
+                    f"the drill's web task did not answer {self.env.manifest.health_check_path} healthily "
+                    f"within {self.env.health_timeout:.0f} s on the restored data. Its logs are in CloudWatch."
                 )
             time.sleep(2)
         now = datetime.now(UTC)
@@ -248,19 +242,6 @@ class CheckHealth(DrillStep):
         ctx.facts["rto_seconds"] = round(
             (now - datetime.fromisoformat(ctx.facts["started_at"])).total_seconds(), 1
         )
-
-    def _healthy(self, ip: str) -> bool:
-        manifest = self.env.manifest
-        if manifest.health_url:  # a stand-in for the task, on this machine
-            try:
-                with urllib.request.urlopen(manifest.health_url, timeout=5) as answer:
-                    return bool(200 <= answer.status < 400)
-            except OSError:
-                return False
-        health = self.env.client("elbv2").describe_target_health(
-            TargetGroupArn=manifest.drill_target_group_arn, Targets=[{"Id": ip}]
-        )
-        return any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
 
 
 class RecordFigures(DrillStep):
@@ -308,7 +289,7 @@ class TearDown(DrillStep):
             raise StandbyError(f"drill parts still present after the teardown: {left}")
 
 
-def drill_steps(env: CutoverEnv) -> list[Step]:
+def drill_steps(env: RunbookEnv) -> list[Step]:
     return [
         DrillPreflight(env),
         RestoreScratch(env),
@@ -319,19 +300,19 @@ def drill_steps(env: CutoverEnv) -> list[Step]:
     ]
 
 
-def drill_cleanup(env: CutoverEnv) -> list[Step]:
+def drill_cleanup(env: RunbookEnv) -> list[Step]:
     return [TearDown(env)]
 
 
-def tear_down(env: CutoverEnv) -> list[str]:
+def tear_down(env: RunbookEnv) -> list[str]:
     """Remove every drill part, whichever drill left it; returns what was removed."""
     manifest, removed = env.manifest, []
-    ecs = env.client("ecs")
+    ecs = env.standby.client("ecs")
     for arn in _drill_tasks(env):
         ecs.stop_task(cluster=manifest.cluster, task=arn, reason="standby drill finished")
         removed.append(f"task {arn.rsplit('/', 1)[-1]}")
     if manifest.drill_target_group_arn:
-        elbv2 = env.client("elbv2")
+        elbv2 = env.standby.client("elbv2")
         health = elbv2.describe_target_health(TargetGroupArn=manifest.drill_target_group_arn)
         targets = [{"Id": t["Target"]["Id"]} for t in health["TargetHealthDescriptions"]]
         if targets:
@@ -341,37 +322,39 @@ def tear_down(env: CutoverEnv) -> list[str]:
         ecs.deregister_task_definition(taskDefinition=arn)
         removed.append(f"task definition {arn.rsplit('/', 1)[-1]}")
     if manifest.drill_database_secret:  # a URL of a dropped database helps nobody
-        env.client("secretsmanager").put_secret_value(
+        env.standby.client("secretsmanager").put_secret_value(
             SecretId=manifest.drill_database_secret, SecretString=NOT_IN_USE
         )
-    server = env.standby_database().with_dbname(MAINTENANCE_DB)
+    server = env.standby.database().with_dbname(MAINTENANCE_DB)
     for name in _scratch_databases(env, server):
         drop_database(server, name)
         removed.append(f"database {name}")
     return removed
 
 
-def _leftovers(env: CutoverEnv) -> list[str]:
-    server = env.standby_database().with_dbname(MAINTENANCE_DB)
+def _leftovers(env: RunbookEnv) -> list[str]:
+    server = env.standby.database().with_dbname(MAINTENANCE_DB)
     return [*_drill_tasks(env), *_drill_task_definitions(env), *_scratch_databases(env, server)]
 
 
-def _drill_tasks(env: CutoverEnv) -> list[str]:
+def _drill_tasks(env: RunbookEnv) -> list[str]:
     if not env.manifest.cluster:
         return []
-    found = env.client("ecs").list_tasks(
+    found = env.standby.client("ecs").list_tasks(
         cluster=env.manifest.cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
     )
     return list(found["taskArns"])
 
 
-def _drill_task_definitions(env: CutoverEnv) -> list[str]:
-    found = env.client("ecs").list_task_definitions(familyPrefix=drill_family(env.app), status="ACTIVE")
+def _drill_task_definitions(env: RunbookEnv) -> list[str]:
+    found = env.standby.client("ecs").list_task_definitions(
+        familyPrefix=drill_family(env.app), status="ACTIVE"
+    )
     return list(found["taskDefinitionArns"])
 
 
-def _scratch_databases(env: CutoverEnv, server: Database) -> list[str]:
-    scratch = scratch_name(env.standby_database().dbname)
+def _scratch_databases(env: RunbookEnv, server: Database) -> list[str]:
+    scratch = scratch_name(env.standby.database().dbname)
     with server.connect(autocommit=True) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s",
@@ -380,8 +363,8 @@ def _scratch_databases(env: CutoverEnv, server: Database) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _task(env: CutoverEnv, arn: str) -> dict[str, Any]:
-    found = env.client("ecs").describe_tasks(cluster=env.manifest.cluster, tasks=[arn])["tasks"]
+def _task(env: RunbookEnv, arn: str) -> dict[str, Any]:
+    found = env.standby.client("ecs").describe_tasks(cluster=env.manifest.cluster, tasks=[arn])["tasks"]
     return dict(found[0]) if found else {}
 
 

@@ -1,0 +1,101 @@
+"""The primary side of every runbook: the app on Heroku, through its Platform API.
+
+Whether Heroku answers, the fence (maintenance mode and the formation), the database URL, the restore
+of a dump into Heroku Postgres, and the app's settings (config vars and the release they make). The
+Heroku client is built when first needed: a drill never talks to Heroku, so it needs no Heroku token.
+The tests and the rehearsal point the client at the fake Platform API (`standby.local.heroku_fake`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Final
+
+from standby.errors import SafetyRefusal
+from standby.heroku_api import HerokuClient
+from standby.runbook.engine import RunContext
+
+TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
+
+
+class HerokuSide:
+    name = "Heroku"
+
+    def __init__(self, app: str, make_client: Callable[[], HerokuClient] = HerokuClient.from_env) -> None:
+        self.app = app
+        self._make_client = make_client
+
+    @cached_property
+    def client(self) -> HerokuClient:
+        return self._make_client()
+
+    def answer(self) -> None:
+        """Raises HerokuUnreachable when the Platform API does not answer about the app."""
+        self.client.app(self.app)
+
+    # --- the fence -------------------------------------------------------------------------------------
+
+    def formation(self) -> dict[str, int]:
+        return {p["type"]: int(p["quantity"]) for p in self.client.formation(self.app)}
+
+    def in_maintenance(self) -> bool:
+        return bool(self.client.app(self.app).get("maintenance"))
+
+    def is_fenced(self) -> bool:
+        return self.in_maintenance() and not any(self.formation().values())
+
+    def fence(self) -> None:
+        """Maintenance mode on (the router stops), then every process type to zero."""
+        self.client.set_maintenance(self.app, True)
+        self.client.scale(self.app, dict.fromkeys(self.formation(), 0))
+
+    def is_serving(self, formation: Mapping[str, int]) -> bool:
+        current = self.formation()
+        wanted = {k: v for k, v in formation.items() if k in current}
+        return not self.in_maintenance() and all(current[k] == v for k, v in wanted.items())
+
+    def unfence(self, formation: Mapping[str, int]) -> None:
+        known = set(self.formation())
+        self.client.scale(self.app, {k: v for k, v in formation.items() if k in known})
+        self.client.set_maintenance(self.app, False)
+
+    # --- the database ----------------------------------------------------------------------------------
+
+    def database_url(self) -> str | None:
+        return self.client.config_vars(self.app).get("DATABASE_URL") or None
+
+    def restore_database(self, dump_url: str, timeout: float = TRANSFER_TIMEOUT) -> None:
+        """Heroku's `pg:backups:restore URL` into the app's database, waited for until it succeeded."""
+        addon = self.client.postgres_addon(self.app)
+        transfer = self.client.restore_database(addon["id"], dump_url)
+        deadline = time.monotonic() + timeout
+        while not transfer.get("finished_at"):
+            if time.monotonic() > deadline:
+                raise SafetyRefusal(
+                    f"Heroku's restore {transfer['uuid']} did not finish; check `heroku pg:backups`."
+                )
+            time.sleep(5)
+            transfer = self.client.transfer(self.app, str(transfer["uuid"]))
+        if not transfer.get("succeeded"):
+            raise SafetyRefusal(f"Heroku's restore {transfer['uuid']} failed; see `heroku pg:backups:info`.")
+
+    # --- the app's settings ----------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        return self.client.config_vars(self.app)
+
+    def change_settings(self, settings: Mapping[str, str], ctx: RunContext) -> None:
+        # One PATCH: Heroku makes one release with every setting and restarts the dynos on it.
+        self.client.update_config_vars(self.app, settings)
+        release = self.client.newest_release(self.app)
+        ctx.facts["release"] = release["version"] if release else None
+
+    def settings_live(self, ctx: RunContext) -> bool:
+        release = self.client.newest_release(self.app)
+        return (
+            release is not None
+            and release["version"] == ctx.facts.get("release")
+            and release["status"] == "succeeded"
+        )

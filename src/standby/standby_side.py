@@ -1,0 +1,160 @@
+"""The standby side of every runbook: the AWS standby as its manifest names it.
+
+The live mode, the services' desired and running counts, scaling, the web service's health as its load
+balancer sees it, the app's names (through `DnsSwitch`), the database URL and the app's settings. This is
+production code; the local rehearsal and the tests use `standby.local.standby_side.LocalStandby`, which
+replaces only what moto cannot do (see there).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import boto3
+
+from standby.aws_errors import AWS_ERRORS, aws_failure
+from standby.config.models import Mode
+from standby.dns_switch import DnsSwitch
+from standby.errors import ConfigError, InfrastructureError, StandbyError
+from standby.pg_url import Database, parse_database_url
+from standby.runbook.engine import RunContext
+from standby.standby_manifest import StandbyManifest, read_database_url
+
+
+class AwsStandby:
+    name = "the AWS standby"
+
+    def __init__(self, manifest: StandbyManifest) -> None:
+        self.manifest = manifest
+        self.dns = DnsSwitch(manifest, self.client)
+
+    @cache  # noqa: B019 - one client per service for the life of the run; the side lives as long
+    def client(self, service: str) -> Any:
+        # boto3's default session: its service models are parsed once per process, not once per client.
+        return boto3.client(service, region_name=self.manifest.region)  # type: ignore[call-overload]
+
+    # --- the live mode ---------------------------------------------------------------------------------
+
+    def mode(self) -> Mode:
+        """The live mode, which every runbook and both Pulumi programs read (a cutover makes it active)."""
+        name = self.manifest.mode_parameter
+        try:
+            value = self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        except AWS_ERRORS as exc:
+            raise aws_failure(exc, f"reading the live mode {name}") from None
+        try:
+            return Mode(value)
+        except ValueError:
+            raise ConfigError(
+                [f"the live mode {name} holds {value!r}, not one of {', '.join(Mode)}. Set it to the mode the "
+                 "standby is really in (`aws ssm put-parameter --overwrite`)."]
+            ) from None  # fmt: skip
+
+    def set_mode(self, mode: Mode) -> None:
+        self.client("ssm").put_parameter(
+            Name=self.manifest.mode_parameter, Value=mode.value, Type="String", Overwrite=True
+        )
+
+    # --- the services ----------------------------------------------------------------------------------
+
+    def _services(self) -> dict[str, dict[str, Any]]:
+        """Each process type's ECS service; a service the manifest names but ECS lacks is an error."""
+        manifest = self.manifest
+        if not manifest.services:
+            return {}
+        found = self.client("ecs").describe_services(
+            cluster=manifest.cluster, services=list(manifest.services.values())
+        )["services"]
+        by_name = {s["serviceName"]: s for s in found if s.get("status") != "INACTIVE"}
+        missing = [name for name in manifest.services.values() if name not in by_name]
+        if missing:
+            raise StandbyError(
+                f"the standby's ECS cluster {manifest.cluster} has no service {', '.join(missing)}, which the "
+                "manifest names. Run `pulumi up -s standby`."
+            )
+        return {kind: by_name[name] for kind, name in manifest.services.items()}
+
+    def desired_counts(self) -> dict[str, int]:
+        return {kind: int(s["desiredCount"]) for kind, s in self._services().items()}
+
+    def running_counts(self) -> dict[str, int]:
+        """Tasks that run now: what a fence must see at zero, not just what is wanted."""
+        return {kind: int(s.get("runningCount", 0)) for kind, s in self._services().items()}
+
+    def scale(self, counts: Mapping[str, int]) -> None:
+        ecs = self.client("ecs")
+        for kind, count in counts.items():
+            ecs.update_service(
+                cluster=self.manifest.cluster, service=self.manifest.services[kind], desiredCount=count
+            )
+
+    # --- health ----------------------------------------------------------------------------------------
+
+    def target_healthy(self, target_group: str, target: str | None = None) -> bool:
+        """Whether the load balancer calls `target` (or any target of the group) healthy."""
+        only = {"Targets": [{"Id": target}]} if target else {}
+        health = self.client("elbv2").describe_target_health(TargetGroupArn=target_group, **only)
+        return any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
+
+    def web_healthy(self) -> bool:
+        """The web service as the public sees it: a healthy target behind the production load balancer."""
+        group = self.manifest.target_group_arn
+        return bool(group) and self.target_healthy(str(group))
+
+    # --- names -----------------------------------------------------------------------------------------
+
+    def name_servers(self) -> list[tuple[str, int]]:
+        """The hosted zone's own name servers (two of them), to ask what the world is told."""
+        zone = self.client("route53").get_hosted_zone(Id=self.manifest.hosted_zone_id)
+        names = zone["DelegationSet"]["NameServers"][:2]
+        try:
+            return [(socket.gethostbyname(ns), 53) for ns in names]
+        except OSError as exc:
+            raise InfrastructureError(f"cannot resolve the zone's name servers {names}: {exc}") from None
+
+    # --- the database and the app's settings -----------------------------------------------------------
+
+    def database_url(self) -> str:
+        """The standby's DATABASE_URL, password included: it goes into secrets only, never a journal."""
+        return read_database_url(self.manifest, self.manifest.region)
+
+    def database(self) -> Database:
+        return parse_database_url(self.database_url(), "standby database URL")
+
+    def _settings_secret(self) -> str:
+        if not self.manifest.settings_secret:
+            raise ConfigError(["the standby manifest names no settings secret: run `pulumi up -s standby`."])
+        return self.manifest.settings_secret
+
+    def settings(self) -> dict[str, str]:
+        value = self.client("secretsmanager").get_secret_value(SecretId=self._settings_secret())
+        return dict(json.loads(value["SecretString"]))
+
+    def change_settings(self, settings: Mapping[str, str], ctx: RunContext) -> None:
+        merged = {**self.settings(), **settings}
+        self.client("secretsmanager").put_secret_value(
+            SecretId=self._settings_secret(), SecretString=json.dumps(merged, sort_keys=True)
+        )
+        # ECS reads secrets when a task starts: a new deployment of every service picks the change up.
+        ecs, deployments = self.client("ecs"), {}
+        for service in self.manifest.services.values():
+            updated = ecs.update_service(
+                cluster=self.manifest.cluster, service=service, forceNewDeployment=True
+            )
+            primary = next(d for d in updated["service"]["deployments"] if d["status"] == "PRIMARY")
+            deployments[service] = primary["id"]
+        ctx.facts["redeployed"] = deployments
+
+    def settings_live(self, ctx: RunContext) -> bool:
+        """Every service runs only the deployment the change started, and ECS calls it complete."""
+        started = ctx.facts.get("redeployed") or {}
+        found = self.client("ecs").describe_services(cluster=self.manifest.cluster, services=list(started))
+        return len(found["services"]) == len(started) and all(
+            [(d["id"], d.get("rolloutState")) for d in s["deployments"]]
+            == [(started[s["serviceName"]], "COMPLETED")]
+            for s in found["services"]
+        )
