@@ -10,6 +10,7 @@ from standby.catalog import (
     BackupManifest,
     BackupState,
     ManifestError,
+    NoCompleteBackup,
     backup_time,
     build_catalog,
     new_backup_id,
@@ -67,7 +68,7 @@ def test_latest_is_the_newest_complete_backup_never_a_failed_or_incomplete_one()
 
 def test_before_a_time_picks_the_newest_backup_whose_data_is_older() -> None:
     assert select_backup(_catalog(), before=T0 + timedelta(minutes=10)).backup_id == _id(0)
-    with pytest.raises(ConfigError, match="no complete backup with data from before"):
+    with pytest.raises(NoCompleteBackup, match="no complete backup with data from before"):
         select_backup(_catalog(), before=T0)
 
 
@@ -82,7 +83,7 @@ def test_a_backup_can_be_chosen_by_id_only_if_complete() -> None:
 
 
 def test_an_empty_catalog_says_to_run_a_backup_first() -> None:
-    with pytest.raises(ConfigError, match=r"Run `python scripts/backup.py` first"):
+    with pytest.raises(NoCompleteBackup, match=r"Run `python scripts/backup.py` first"):
         select_backup([])
 
 

@@ -25,7 +25,7 @@ from psycopg import sql
 from standby import catalog
 from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
 from standby.catalog import BackupManifest
-from standby.errors import StandbyError
+from standby.errors import ConfigError, StandbyError
 from standby.names import BACKUP_PREFIX
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
@@ -164,6 +164,22 @@ def pg_dump_command(request: BackupRequest, snapshot: str) -> list[str]:
         *[f"--exclude-schema={schema}" for schema in EXCLUDED_SCHEMAS],
         f"--dbname={request.source.conninfo}",
     ]
+
+
+COMPRESSION_METHODS: Final = ("gzip", "lz4", "zstd", "none")
+
+
+def check_compression(compression: str) -> str:
+    """`compression` as pg_dump's --compress takes it (METHOD[:LEVEL] or a gzip level), or a ConfigError."""
+    method, _, level = compression.partition(":")
+    if method.isdigit() and not level and 0 <= int(method) <= 9:
+        return compression
+    if method in COMPRESSION_METHODS and (not level or level.isdigit()):
+        return compression
+    raise ConfigError(
+        [f"--compress must be METHOD[:LEVEL] with METHOD one of {', '.join(COMPRESSION_METHODS)}, or a gzip level "
+         f"0-9. Got {compression!r}."]
+    )  # fmt: skip
 
 
 def compress_option(version: PgVersion, compression: str) -> str:

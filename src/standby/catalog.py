@@ -106,9 +106,9 @@ class BackupManifest:
                 sha256=str(doc["sha256"]),
                 server_version=str(doc["server_version"]),
                 pg_dump_version=str(doc["pg_dump_version"]),
-                started_at=datetime.fromisoformat(doc["started_at"]),
-                snapshot_at=datetime.fromisoformat(doc["snapshot_at"]),
-                finished_at=datetime.fromisoformat(doc["finished_at"]),
+                started_at=_aware(doc["started_at"]),
+                snapshot_at=_aware(doc["snapshot_at"]),
+                finished_at=_aware(doc["finished_at"]),
                 tables={str(k): int(v) for k, v in doc["tables"].items()},
                 source=str(doc["source"]),
             )
@@ -116,6 +116,18 @@ class BackupManifest:
             raise ManifestError(
                 f"the manifest is incomplete or malformed ({type(exc).__name__}: {exc})."
             ) from None
+
+
+def _aware(text: str) -> datetime:
+    """A time with its timezone: a manifest's times are compared with now (UTC), never guessed."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"the time {text!r} has no timezone")
+    return at
+
+
+class NoCompleteBackup(SafetyRefusal):
+    """Nothing verified to restore: every restore refuses, whichever command asked (exit 3)."""
 
 
 class BackupState(StrEnum):
@@ -194,8 +206,9 @@ def select_backup(
         found = newest_complete(catalog, before)
         if found is None:
             when = f" with data from before {before.isoformat()}" if before else ""
-            raise ConfigError(
-                [f"no complete backup{when}. Run `python scripts/backup.py` first, or check the bucket."]
+            raise NoCompleteBackup(
+                f"no complete backup{when}: nothing to restore. Run `python scripts/backup.py` first, or check "
+                "the bucket."
             )
         return found
     entry = next((e for e in catalog if e.backup_id == choice), None)
@@ -223,8 +236,18 @@ def read_catalog(store: BackupStore, prefix: str, app: str) -> list[CatalogEntry
         if name == MANIFEST:
             try:
                 manifests[backup_id] = BackupManifest.from_json(store.get_json(base + key))
-            except ManifestError as exc:
-                failures[backup_id] = {"phase": "reading the manifest", "error": str(exc)}
+            except (ManifestError, ValueError) as exc:  # a bad manifest, or JSON cut short
+                failures[backup_id] = {"phase": "reading the manifest", "error": _one_line(exc)}
         elif name == FAILURE:
-            failures[backup_id] = dict(store.get_json(base + key) or {})
+            try:
+                record = store.get_json(base + key)
+            except ValueError as exc:
+                record = {"phase": "unknown", "error": f"its failure record is unreadable: {_one_line(exc)}"}
+            if not isinstance(record, dict):
+                record = {"phase": "unknown", "error": "its failure record is not a JSON object"}
+            failures.setdefault(backup_id, record)
     return build_catalog(keys, manifests, failures)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

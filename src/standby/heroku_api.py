@@ -65,8 +65,8 @@ class HerokuClient:
         if not token:
             raise HerokuAuthError("no Heroku API token: set HEROKU_API_KEY (see `heroku auth:token`).")
         self._token = token
-        self.base_url = base_url.rstrip("/")
-        self.data_api_url = data_api_url.rstrip("/")
+        self.base_url = _api_url(base_url, "HEROKU_API_URL")
+        self.data_api_url = _api_url(data_api_url, "HEROKU_DATA_API_URL")
         self.attempts = attempts
         self.timeout = timeout
         self.backoff = backoff
@@ -181,6 +181,13 @@ class HerokuClient:
 
     def _backoff(self, attempt: int) -> float:
         return float(min(30.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2))
+
+
+def _api_url(url: str, setting: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError([f"{setting} must be a URL like https://api.heroku.com. Got {url!r}."])
+    return url.rstrip("/")
 
 
 def _q(part: str) -> str:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from standby import catalog, cli
-from standby.backup import DEFAULT_COMPRESSION, BackupRequest, run_backup
+from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
 from standby.errors import ConfigError
@@ -52,7 +52,7 @@ def _main(args: argparse.Namespace) -> int:
         store=context.store,
         pg_dump=find_tool("pg_dump", args.pg_bin),
         prefix=context.prefix,
-        compression=args.compress,
+        compression=check_compression(args.compress),
     )
     say(f"backing up {request.source.redacted} ({context.app}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))

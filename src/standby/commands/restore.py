@@ -103,6 +103,8 @@ def _main(args: argparse.Namespace) -> int:
 def _request(
     args: argparse.Namespace, context: StoreContext, server: Database, target: str
 ) -> RestoreRequest:
+    if args.scratch is not None and not args.scratch.is_dir():
+        raise ConfigError([f"--scratch {args.scratch} is not a folder: create it, or leave --scratch out."])
     return RestoreRequest(
         store=context.store,
         server=server,

@@ -60,9 +60,15 @@ def validate(raw: Mapping[str, Any], secret_keys: set[str], source: str = "") ->
 def from_stack_file(path: Path) -> StackConfig:
     """Validate a `Pulumi.<stack>.yaml` without Pulumi; `secure:` values count as secrets."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"the stack file is not UTF-8 (byte {exc.start}): save it as UTF-8, as Pulumi expects."],
+            str(path),
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([f"cannot read the stack file: {exc}"], str(path)) from None
+        cause = " ".join(str(exc).split())
+        raise ConfigError([f"cannot read the stack file: {cause}"], str(path)) from None
     config = (document or {}).get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(["the stack file has no `config:` mapping."], str(path))

@@ -7,12 +7,14 @@ Both hold names, times and measured facts only; never a secret.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from standby.backup_store import BackupStore
+from standby.errors import ConfigError
 
 
 @dataclass
@@ -99,9 +101,29 @@ class JournalStore:
         candidates = []
         local = self._local(app, runbook)
         if local.is_file():
-            candidates.append(Journal.from_json(json.loads(local.read_text())))
+            candidates.append(_journal(lambda: json.loads(local.read_bytes()), str(local)))
         if self.store is not None:
-            remote = self.store.get_json(self._key(app, runbook))
-            if remote:
-                candidates.append(Journal.from_json(remote))
+            store, key = self.store, self._key(app, runbook)
+            remote = _journal(lambda: store.get_json(key), f"{store.describe()}/{key}")
+            if remote is not None:
+                candidates.append(remote)
         return max(candidates, key=lambda j: (j.started_at, len(j.steps)), default=None)
+
+
+def _journal(read: Callable[[], Any], where: str) -> Any:
+    """The journal `read` returns (None when there is none), or a ConfigError saying which copy is damaged."""
+    try:
+        doc = read()
+        if doc is None:
+            return None
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
+        return Journal.from_json(doc)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(
+            [
+                f"the runbook journal {where} is damaged ({type(exc).__name__}). Move it aside and run again: "
+                "with --resume if the other copy (local or in the bucket) is whole, else check what the last run "
+                "did before --restart."
+            ]
+        ) from None

@@ -36,7 +36,7 @@ class Preflight(EnvStep):
         entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
         newest = catalog.newest_complete(entries)
         if newest is None or newest.manifest is None:
-            raise SafetyRefusal(
+            raise catalog.NoCompleteBackup(
                 f"no complete backup of {self.env.app} in {self.env.store.describe()}: nothing to restore."
             )
         self.env.standby.database()  # the secret must be readable before anything is fenced

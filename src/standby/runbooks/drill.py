@@ -96,7 +96,9 @@ class DrillPreflight(DrillStep):
         entries = catalog.read_catalog(self.env.store, manifest.backup_prefix, self.env.app)
         newest = catalog.newest_complete(entries)
         if newest is None or newest.manifest is None:
-            raise SafetyRefusal(f"no complete backup of {self.env.app} in {self.env.store.describe()}.")
+            raise catalog.NoCompleteBackup(
+                f"no complete backup of {self.env.app} in {self.env.store.describe()}: nothing to drill."
+            )
         self.server()  # the database secret must be readable
         for line in tear_down(self.env):
             ctx.say(f"  removed, left by an interrupted drill: {line}")
