@@ -50,6 +50,7 @@ def _fenced(scene: Scene) -> bool:
     return app.maintenance and all(p["quantity"] == 0 for p in app.formation.values())
 
 
+@pytest.mark.slow
 def test_the_cutover_script_fences_heroku_restores_everything_and_moves_dns(
     scene: Scene, tmp_path: Path
 ) -> None:
@@ -213,6 +214,7 @@ def _crash_during_dns_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore", "during switch_dns"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
     scene: Scene, point: str, monkeypatch: pytest.MonkeyPatch
@@ -329,6 +331,7 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
         "standby_base_mode"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_failback_script_refuses_when_the_standby_is_not_active(scene: Scene) -> None:
     result = run_script(
         "failback.py", "--app", scene.app, "--yes", "--journal-dir", str(scene.journal), env=dict(os.environ)

@@ -17,6 +17,8 @@ import pytest
 
 from tests.servers import ROOT, run_script
 
+pytestmark = pytest.mark.slow  # each test runs a whole rehearsal in a process of its own
+
 
 def _check(report: dict[str, Any], scenario: str) -> None:
     assert report["verified"] is True

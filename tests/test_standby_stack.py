@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from standby.config.models import Mode
-from standby.names import lock_table, manifest_parameter, mode_parameter
+from standby.names import lock_table, manifest_parameter, mode_parameter, runbook_topic
 from standby.standby_manifest import StandbyManifest
 from tests.conftest import ROOT, sample_config, set_pulumi_config
 from tests.pulumi_harness import Declared, RecordingMocks, is_secret, run_program, unwrap
@@ -332,3 +332,20 @@ def test_the_ai_provider_a_switch_chose_wins_over_the_primary_s_declared_one(
         d for d in pulumi_mocks.of_type("aws:ssm/parameter:Parameter")
         if d.inputs["name"] == manifest_parameter(APP) and d.region_role == "standby").inputs["value"]))  # fmt: skip
     assert manifest["ai"]["models"] == ai["models"] and manifest["settings_secret"]
+
+
+def test_the_people_alerted_also_hear_of_every_runbook_in_both_regions(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    emails = sample_config("standby")["standby:alertEmails"]
+    topics = {
+        d.name: d.region_role
+        for d in pulumi_mocks.of_type("aws:sns/topic:Topic")
+        if d.inputs.get("name") == runbook_topic(APP)
+    }
+    assert sorted(topics.values()) == ["second", "standby"]
+    subscribed = [
+        (d.region_role, d.inputs["endpoint"])
+        for d in pulumi_mocks.of_type("aws:sns/topicSubscription:TopicSubscription")
+        if "runbook-email" in d.name
+    ]
+    assert sorted(subscribed) == sorted((role, e) for role in ("second", "standby") for e in emails)

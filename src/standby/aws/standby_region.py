@@ -122,6 +122,12 @@ class StandbyRegion(pulumi.ComponentResource):
                 opts=child,
             )
         self.topic = aws.sns.Topic(f"{name}-runbook-events", name=runbook_topic(app), opts=child)
+        # The people alerted also hear when a runbook starts, finishes or fails: a cutover nobody ordered
+        # is an alert too.
+        for i, email in enumerate(config.alert_emails):
+            aws.sns.TopicSubscription(
+                f"{name}-runbook-email-{i}", topic=self.topic.arn, protocol="email", endpoint=email, opts=child
+            )
         self.support = RunbookSupport(
             f"{name}-runbooks",
             RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self._manifest(args)),
