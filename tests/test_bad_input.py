@@ -88,6 +88,10 @@ def _broken_backup(shelf: Shelf, name: str, content: bytes) -> Path:
     return path
 
 
+def _backup_argv(shelf: Shelf, *extra: str) -> list[str]:
+    return ["--app", APP, "--folder", str(shelf.folder), "--source-url", shelf.source, "--no-metrics", *extra]
+
+
 # --- configuration and usage (exit 2) ----------------------------------------------------------------
 
 
@@ -111,17 +115,7 @@ def test_a_heroku_api_url_without_a_scheme(
 
 
 def test_an_unknown_compression_is_a_usage_error(shelf: Shelf, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [
-        "--app",
-        APP,
-        "--folder",
-        str(shelf.folder),
-        "--source-url",
-        shelf.source,
-        "--compress",
-        "bogus:9",
-    ]
-    result = said(backup.main, [*argv, "--no-metrics"], capsys)
+    result = said(backup.main, _backup_argv(shelf, "--compress", "bogus:9"), capsys)
     assert result.code == 2
     assert "--compress" in one_error_line(result)
 
@@ -148,17 +142,7 @@ def test_a_pg_dump_that_exits_1(shelf: Shelf, tmp_path: Path, capsys: pytest.Cap
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     before = [e.backup_id for e in read_catalog(shelf.store, "backups", APP) if e.manifest is not None]
-    argv = [
-        "--app",
-        APP,
-        "--folder",
-        str(shelf.folder),
-        "--source-url",
-        shelf.source,
-        "--pg-bin",
-        str(bin_dir),
-    ]
-    result = said(backup.main, [*argv, "--no-metrics"], capsys)
+    result = said(backup.main, _backup_argv(shelf, "--pg-bin", str(bin_dir)), capsys)
     assert result.code == 1
     assert "out of memory" in one_error_line(result)
     assert [
