@@ -126,7 +126,11 @@ class StandbyRegion(pulumi.ComponentResource):
         # is an alert too.
         for i, email in enumerate(config.alert_emails):
             aws.sns.TopicSubscription(
-                f"{name}-runbook-email-{i}", topic=self.topic.arn, protocol="email", endpoint=email, opts=child
+                f"{name}-runbook-email-{i}",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=child,
             )
         self.support = RunbookSupport(
             f"{name}-runbooks",
