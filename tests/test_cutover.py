@@ -21,7 +21,7 @@ from standby.config.models import DnsMode, Mode
 from standby.local.name_server import LocalNameServer
 from standby.local.postgres import LocalPostgres
 from standby.runbook.journal import Journal, JournalStore
-from standby.runbook.lock import DynamoDbLock
+from standby.runbook.lock import DynamoDbLock, Holder
 from standby.standby_side import AwsStandby
 from tests.conftest import CRASH_POINTS_TRIED, SAMPLE_RENTALS
 from tests.runbook_scene import LB, TOKEN, Scene, build_scene
@@ -136,12 +136,12 @@ def test_heroku_down_with_the_flag_cuts_over_from_the_newest_backup(scene: Scene
 
 
 def test_a_second_cutover_while_one_runs_is_refused_and_touches_nothing(scene: Scene) -> None:
-    DynamoDbLock(scene.manifest.lock_table).acquire(f"{scene.app}/cutover", "alice@laptop")
+    DynamoDbLock(scene.manifest.lock_table, scene.app).acquire(Holder("failback", "alice@laptop", "a1"))
 
     run = scene.run(cutover.main, "--owner", "bob@desk")
 
     assert run.code == 3
-    assert "locked by alice@laptop" in run.output
+    assert "locked by failback of alice@laptop" in run.output
     assert scene.heroku.apps[scene.app].maintenance is False
 
 
@@ -173,7 +173,7 @@ def _crash_when(monkeypatch: pytest.MonkeyPatch, crashed: Callable[[Journal], bo
             raise Crash
 
     monkeypatch.setattr(JournalStore, "save", save_then_crash)
-    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
+    monkeypatch.setattr(DynamoDbLock, "delete", lambda self, holder: None)
 
 
 def _finished(step: str) -> Callable[[Journal], bool]:
@@ -193,7 +193,7 @@ def _crash_during_restore(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(standby.restore, "_verify_and_analyze", crash)
     monkeypatch.setattr(standby.restore, "drop_database", lambda server, name: None)
-    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
+    monkeypatch.setattr(DynamoDbLock, "delete", lambda self, holder: None)
 
 
 def _crash_during_dns_switch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,7 +208,7 @@ def _crash_during_dns_switch(monkeypatch: pytest.MonkeyPatch) -> None:
         raise Crash
 
     monkeypatch.setattr(dns_switch.DnsSwitch, "move", move_then_crash)
-    monkeypatch.setattr(DynamoDbLock, "release", lambda self, name, owner: None)
+    monkeypatch.setattr(DynamoDbLock, "delete", lambda self, holder: None)
 
 
 CRASH_POINTS = [f"after {step}" for step in STEPS[:-1]] + ["during restore", "during switch_dns"]
@@ -229,7 +229,8 @@ def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
         with pytest.raises(Crash):
             scene.run(cutover.main, "--owner", "ops")
 
-    run = scene.run(cutover.main, "--owner", "ops", "--resume")
+    # The dead run's lease has not run out: the operator who knows it died takes the lock over.
+    run = scene.run(cutover.main, "--owner", "ops", "--resume", "--take-over")
 
     assert run.code == 0, run.output
     assert _fenced(scene)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from standby.backup_store import S3Store
 from standby.errors import ConfigError, SafetyRefusal
 from standby.runbook.engine import Runbook, RunContext, RunOptions, StepFailed
 from standby.runbook.journal import JournalStore
-from standby.runbook.lock import DynamoDbLock, LockHeld
+from standby.runbook.lock import DynamoDbLock, Holder, LockHeld, LockLost
 from standby.runbook.report import report_json, report_markdown
 from tests.servers import AWS_TEST_ENV
 
@@ -71,14 +72,16 @@ def world() -> Counter[str]:
     return Counter()
 
 
-def _runbook(world: Counter[str], tmp_path: Path, crash_in: str = "") -> Runbook:
+def _runbook(
+    world: Counter[str], tmp_path: Path, crash_in: str = "", name: str = "cutover", lease: int = 120
+) -> Runbook:
     steps = [ToyStep(n, world, ["apply"] if n == crash_in else []) for n in ("fence", "restore", "switch")]
     return Runbook(
-        "cutover",
+        name,
         "acme",
         steps,
         JournalStore(tmp_path / "journal", S3Store("journal-bucket")),
-        DynamoDbLock("locks"),
+        DynamoDbLock("locks", "acme", lease_seconds=lease),
     )
 
 
@@ -110,12 +113,97 @@ def test_declining_the_confirmation_changes_nothing(aws: None, world: Counter[st
     assert sum(world.values()) == 0
 
 
-def test_a_held_lock_refuses_and_touches_nothing(aws: None, world: Counter[str], tmp_path: Path) -> None:
-    DynamoDbLock("locks").acquire("acme/cutover", "alice")
-    with pytest.raises(LockHeld, match="locked by alice since") as raised:
+@pytest.mark.parametrize("holder", ["failback", "drill", "restore", "cutover"])
+def test_any_run_holding_the_apps_lock_refuses_every_runbook(
+    aws: None, world: Counter[str], tmp_path: Path, holder: str
+) -> None:
+    """One lock per app: a failback, a drill or a restore into the app's database excludes a cutover."""
+    DynamoDbLock("locks", "acme").acquire(Holder(holder, "alice@laptop", "a1"))
+    with pytest.raises(LockHeld, match=rf"locked by {holder} of alice@laptop .* since") as raised:
         _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, owner="bob"))
     assert raised.value.exit_code == 3
+    assert "--take-over" in str(raised.value)
     assert sum(world.values()) == 0
+    assert not (tmp_path / "journal").exists()  # the journal is read and written under the lock only
+
+
+def test_the_same_user_on_the_same_host_cannot_run_twice_at_once(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    """Two terminals on one laptop: the same owner label, two runs; the second is refused."""
+    seen: list[str] = []
+
+    class Nested(ToyStep):
+        def apply(self, ctx: RunContext) -> None:
+            try:
+                _runbook(world, tmp_path, name="failback").run(
+                    RunContext(), RunOptions(yes=True, owner="alice")
+                )
+            except LockHeld as exc:
+                seen.append(str(exc))
+            super().apply(ctx)
+
+    runbook = _runbook(world, tmp_path)
+    runbook.steps[1] = Nested("restore", world)
+    assert runbook.run(RunContext(), RunOptions(yes=True, owner="alice")) is not None
+    assert len(seen) == 1 and "locked by cutover of alice" in seen[0]
+
+
+def test_the_lease_is_renewed_while_a_long_step_runs(aws: None, world: Counter[str], tmp_path: Path) -> None:
+    held_during: list[bool] = []
+
+    class Long(ToyStep):
+        def apply(self, ctx: RunContext) -> None:
+            time.sleep(2.5)  # more than twice the lease
+            try:
+                DynamoDbLock("locks", "acme").acquire(Holder("drill", "bob", "b1"))
+                held_during.append(False)
+            except LockHeld:
+                held_during.append(True)
+            super().apply(ctx)
+
+    runbook = _runbook(world, tmp_path, lease=1)
+    runbook.steps[1] = Long("restore", world)
+    assert runbook.run(RunContext(), RunOptions(yes=True)) is not None
+    assert held_during == [True]
+    assert DynamoDbLock("locks", "acme").holder() is None  # released at the end
+
+
+def test_a_run_whose_lock_was_taken_over_stops_before_its_next_step(
+    aws: None, world: Counter[str], tmp_path: Path
+) -> None:
+    class TakenOver(ToyStep):
+        def apply(self, ctx: RunContext) -> None:
+            DynamoDbLock("locks", "acme").acquire(Holder("cutover", "bob", "b1"), take_over=True)
+            time.sleep(0.6)  # the next heartbeat finds the lock gone
+            super().apply(ctx)
+
+    runbook = _runbook(world, tmp_path, lease=1)
+    runbook.steps[1] = TakenOver("restore", world)
+    with pytest.raises(LockLost, match=r"taken over by cutover of bob .* stops before switch"):
+        runbook.run(RunContext(), RunOptions(yes=True))
+    assert world["switch:applies"] == 0
+    assert (DynamoDbLock("locks", "acme").holder() or {})["who"] == "bob"  # the loser does not delete it
+
+
+def test_take_over_is_refused_while_the_holder_lives_on_this_machine(aws: None) -> None:
+    """A process that is alive is not dead, whatever the operator thinks: --take-over refuses."""
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock = DynamoDbLock("locks", "acme")
+        lock.acquire(Holder("cutover", "alice", "a1", pid=sleeper.pid))
+        with pytest.raises(LockHeld, match=f"process {sleeper.pid} is alive on this machine"):
+            lock.acquire(Holder("cutover", "alice", "a2"), take_over=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Now it is dead: the take-over goes through.
+    lease = DynamoDbLock("locks", "acme").acquire(Holder("cutover", "alice", "a2"), take_over=True)
+    assert (DynamoDbLock("locks", "acme").holder() or {})["attempt"] == "a2"
+    lease.release()
 
 
 def test_a_crashed_run_must_be_resumed_or_restarted(aws: None, world: Counter[str], tmp_path: Path) -> None:
@@ -174,15 +262,17 @@ def test_the_journal_is_kept_in_the_bucket_too(aws: None, world: Counter[str], t
     assert remote["finished"] is True and len(remote["steps"]) == 3
 
 
-def test_the_owner_of_a_crashed_run_can_resume_it_under_its_own_lock(
-    aws: None, world: Counter[str], tmp_path: Path
+def test_a_crashed_run_is_resumed_after_its_lease_or_with_take_over(
+    aws: None, world: Counter[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(DynamoDbLock, "delete", lambda self, holder: None)  # a dead process deletes nothing
     with pytest.raises(KeyboardInterrupt):
         _runbook(world, tmp_path, crash_in="switch").run(RunContext(), RunOptions(yes=True, owner="alice"))
-    DynamoDbLock("locks").acquire("acme/cutover", "alice")  # as if the process died holding it
-    with pytest.raises(LockHeld):
-        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="bob"))
-    journal = _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="alice"))
+    with pytest.raises(LockHeld, match="If that run is dead, its lease ends at"):
+        _runbook(world, tmp_path).run(RunContext(), RunOptions(yes=True, resume=True, owner="alice"))
+    journal = _runbook(world, tmp_path).run(
+        RunContext(), RunOptions(yes=True, resume=True, owner="alice", take_over=True)
+    )
     assert journal is not None and world["switch:applies"] == 1
 
 

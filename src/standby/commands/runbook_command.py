@@ -37,6 +37,9 @@ def add_runbook_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue an unfinished run; done steps are skipped"
     )
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run's journal")
+    parser.add_argument(
+        "--take-over", action="store_true", help="take the app's lock from a run that died holding it"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument(
@@ -90,12 +93,17 @@ def run_runbook(
         manifest.app,
         steps(env),
         JournalStore(args.journal_dir, store),
-        DynamoDbLock(manifest.lock_table, manifest.region),
+        DynamoDbLock(manifest.lock_table, manifest.app, manifest.region),
         notify,
         cleanup(env) if cleanup else [],
     )
     options = RunOptions(
-        dry_run=args.dry_run, yes=args.yes, resume=args.resume, restart=args.restart, owner=args.owner
+        dry_run=args.dry_run,
+        yes=args.yes,
+        resume=args.resume,
+        restart=args.restart,
+        owner=args.owner,
+        take_over=args.take_over,
     )
     try:
         journal = runbook.run(RunContext(say=say), options, confirm=lambda q: confirm(q, False))

@@ -2,15 +2,16 @@
 
 A step knows whether it is already done (`is_done`), what it would do (`plan`), how to do it
 idempotently (`apply`) and how to prove it worked (`verify`). A run:
-1. refuses to start over an unfinished run's journal unless told `resume` or `restart`;
-2. shows the plan, stops there on `dry_run`, and asks for confirmation unless `yes`;
-3. takes the lock (refused, exit 3, when another operator holds it);
-4. runs each step: skipped when the journal says it finished, recorded "already done" when its probe says
+1. on `dry_run`, shows the plan and stops (no lock, nothing written);
+2. takes the app's lock first (refused, exit 3, while another run holds it), renewed while the run lives,
+   and reads the journal under it: it refuses an unfinished run's journal unless told `resume` or
+   `restart`, shows the plan and asks for confirmation unless `yes`;
+3. runs each step: skipped when the journal says it finished, recorded "already done" when its probe says
    so, otherwise applied then verified, with its start and end journaled *before* and *after*;
-5. runs the cleanup steps (a drill's teardown) after the steps, also when one failed or was interrupted;
+4. runs the cleanup steps (a drill's teardown) after the steps, also when one failed or was interrupted;
    a run with cleanup steps then ends as failed instead of waiting for --resume: there is nothing left
    to resume;
-6. writes the report: each step's time and outcome, the RTO achieved, and what the steps measured.
+5. writes the report: each step's time and outcome, the RTO achieved, and what the steps measured.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from standby.errors import ConfigError, SafetyRefusal, StandbyError
 from standby.runbook.journal import Journal, JournalStore
-from standby.runbook.lock import Lock
+from standby.runbook.lock import Holder, Lease, Lock, LockLost
 
 
 @dataclass
@@ -51,7 +52,8 @@ class RunOptions:
     yes: bool = False
     resume: bool = False
     restart: bool = False
-    owner: str = "operator"
+    owner: str = "operator"  # who runs it (user@host), for the lock's holder and the notices
+    take_over: bool = False  # take the app's lock from a run that died holding it
 
 
 class StepFailed(StandbyError):
@@ -80,6 +82,28 @@ class Runbook:
         """Run the steps; returns the journal (None for a dry run or when the operator declines)."""
         if options.resume and options.restart:
             raise ConfigError(["--resume and --restart contradict each other: choose one."])
+        if options.dry_run:  # reads only: no lock, nothing written
+            journal = self._journal(ctx, options)
+            if journal is not None and not journal.finished:
+                self._describe(ctx, journal)
+            return None
+        holder = Holder(self.name, options.owner, uuid.uuid4().hex[:8])
+        lease = self.lock.acquire(holder, take_over=options.take_over)
+        try:
+            # Under the lock: the journal read here is the one this run continues; nobody else writes it.
+            journal = self._journal(ctx, options)
+            if journal is None or journal.finished:
+                return journal
+            self._describe(ctx, journal)
+            if not options.yes and not confirm(f"Run {self.name} for {self.app}?"):
+                ctx.say("aborted; nothing was changed.")
+                return None
+            return self._run(ctx, journal, options, lease)
+        finally:
+            lease.release()
+
+    def _journal(self, ctx: RunContext, options: RunOptions) -> Journal | None:
+        """The journal this run continues or starts; a finished one when resuming a run that finished."""
         unfinished = self.journals.load(self.app, self.name)
         if options.resume and unfinished is not None and unfinished.finished:
             # The crash came after the last step: resuming must not start the whole runbook again.
@@ -102,44 +126,49 @@ class Runbook:
         )
         ctx.facts.update(journal.facts)
         ctx.run_id = journal.run_id
+        return journal
+
+    def _describe(self, ctx: RunContext, journal: Journal) -> None:
         ctx.say(
             f"{self.name} for {self.app}: {'resuming run ' + journal.run_id if journal.steps else 'plan'}"
         )
         for line in self.describe(ctx, journal):
             ctx.say(line)
-        if options.dry_run:
-            return None
-        if not options.yes and not confirm(f"Run {self.name} for {self.app}?"):
-            ctx.say("aborted; nothing was changed.")
-            return None
 
-        self.lock.acquire(f"{self.app}/{self.name}", options.owner)
+    def _run(self, ctx: RunContext, journal: Journal, options: RunOptions, lease: Lease) -> Journal:
+        self.journals.save(journal)
+        self._notify(
+            ctx,
+            f"{self.name} started",
+            f"{self.name} for {self.app} started by {options.owner} (run {journal.run_id})",
+        )
         try:
-            self.journals.save(journal)
-            self._notify(
-                ctx,
-                f"{self.name} started",
-                f"{self.name} for {self.app} started by {options.owner} (run {journal.run_id})",
-            )
-            try:
-                for step in self.steps:
-                    self._run_step(step, ctx, journal)
-            except BaseException:
-                if self.cleanup:
-                    self._clean_up(ctx, journal)
-                    journal.finish("failed", ctx.facts)
-                    self.journals.save(journal)
-                raise
-            for step in self.cleanup:
+            for step in self.steps:
+                self._check_lease(lease, step)
                 self._run_step(step, ctx, journal)
-            journal.finish("succeeded", ctx.facts)
-            self.journals.save(journal)
-            self._notify(
-                ctx, f"{self.name} finished", f"{self.name} for {self.app} succeeded (run {journal.run_id})"
+        except BaseException:
+            if self.cleanup:
+                self._clean_up(ctx, journal)
+                journal.finish("failed", ctx.facts)
+                self.journals.save(journal)
+            raise
+        for step in self.cleanup:
+            self._run_step(step, ctx, journal)
+        journal.finish("succeeded", ctx.facts)
+        self.journals.save(journal)
+        self._notify(
+            ctx, f"{self.name} finished", f"{self.name} for {self.app} succeeded (run {journal.run_id})"
+        )
+        return journal
+
+    def _check_lease(self, lease: Lease, step: Step) -> None:
+        """A run whose lock is no longer its own stops before its next side effect."""
+        lost = lease.lost
+        if lost:
+            raise LockLost(
+                f"{lost}: this run stops before {step.name}; its journal shows where it got to. Find out who "
+                "runs now before you --resume."
             )
-            return journal
-        finally:
-            self.lock.release(f"{self.app}/{self.name}", options.owner)
 
     def _notify(self, ctx: RunContext, subject: str, message: str) -> None:
         """Notices are best effort: a topic we may not publish to never stops a run or hides its error."""
