@@ -10,10 +10,12 @@ import pulumi
 import pytest
 import yaml
 
+from standby.config.models import DnsMode, Mode
 from standby.local.moto_server import start_moto_server
 from standby.local.postgres import LocalPostgres
 from standby.sample_data import load_pagila
 from tests.pulumi_harness import RecordingMocks
+from tests.runbook_scene import Scene, build_scene
 from tests.servers import AWS_TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,3 +89,17 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def scene(
+    pg_server: LocalPostgres,
+    pagila_template: str,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Scene]:
+    """A standby world with one backup taken (tests/runbook_scene.py); parametrize with (DnsMode, Mode)."""
+    dns_mode, mode = getattr(request, "param", (DnsMode.RECORD, Mode.WARM))
+    yield from build_scene(pg_server, pagila_template, monkeypatch, tmp_path, dns_mode, mode)

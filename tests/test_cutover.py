@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -19,30 +19,16 @@ from standby.backup_store import S3Store
 from standby.commands import cutover, failback
 from standby.config.models import DnsMode, Mode
 from standby.local.name_server import LocalNameServer
-from standby.local.postgres import LocalPostgres
 from standby.runbook.journal import Journal, JournalStore
 from standby.runbook.lock import DynamoDbLock, Holder
 from standby.standby_side import AwsStandby
 from tests.conftest import CRASH_POINTS_TRIED, SAMPLE_RENTALS
-from tests.runbook_scene import LB, TOKEN, Scene, build_scene
+from tests.runbook_scene import LB, TOKEN, Scene
 from tests.servers import ROOT, count_tables, run_script
 
 STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
          "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
 TABLES = ["public.rental", "public.payment", "public.customer", "public.film"]
-
-
-@pytest.fixture
-def scene(
-    pg_server: LocalPostgres,
-    pagila_template: str,
-    aws_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[Scene]:
-    dns_mode, mode = getattr(request, "param", (DnsMode.RECORD, Mode.WARM))
-    yield from build_scene(pg_server, pagila_template, monkeypatch, tmp_path, dns_mode, mode)
 
 
 def _fenced(scene: Scene) -> bool:

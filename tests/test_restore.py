@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -437,6 +438,17 @@ def test_without_target_url_the_standby_manifest_names_the_database_and_its_sani
     )
     boto3.client("ssm").put_parameter(
         Name=parameter_name(APP), Value=manifest.to_json(), Type="String", Overwrite=True
+    )
+    # What `pulumi up -s standby` leaves beside the manifest: the app's lock table and its live mode.
+    with contextlib.suppress(boto3.client("dynamodb").exceptions.ResourceInUseException):
+        boto3.client("dynamodb").create_table(
+            TableName=manifest.lock_table,
+            KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    boto3.client("ssm").put_parameter(
+        Name=manifest.mode_parameter, Value="warm", Type="String", Overwrite=True
     )
 
     result = run_script("restore.py", "--app", APP, "--yes", env=aws_env)

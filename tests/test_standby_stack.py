@@ -349,3 +349,32 @@ def test_the_people_alerted_also_hear_of_every_runbook_in_both_regions(pulumi_mo
         if "runbook-email" in d.name
     ]
     assert sorted(subscribed) == sorted((role, e) for role in ("second", "standby") for e in emails)
+
+
+def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_live(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    keyed = {"standby:mode": "warm", "standby:herokuApiKey": "heroku-key-not-for-logs"}
+    run_standby(pulumi_mocks, keyed)
+    rules = pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule")
+    assert [r.region_role for r in rules] == ["standby"]
+    pattern = json.loads(rules[0].inputs["eventPattern"])
+    assert pattern["detail"]["group"] == [f"family:{APP}-backup"]
+    assert pattern["detail"]["lastStatus"] == ["STOPPED"] and pattern["detail"]["containers"] == {
+        "exitCode": [0]
+    }
+    task = task_definitions(pulumi_mocks)["restore-ahead"]
+    container = json.loads(task.inputs["containerDefinitions"])[0]
+    assert container["entryPoint"] == ["python", "scripts/restore.py"]
+    assert container["command"] == ["--app", APP, "--ahead", "--yes"]
+    target = pulumi_mocks.of_type("aws:cloudwatch/eventTarget:EventTarget")[0]
+    assert target.inputs["ecsTarget"]["taskDefinitionArn"].endswith("restore-ahead-task")
+    # The backup follows the live side: it may read the standby database's URL.
+    backup_policy = json.loads(pulumi_mocks.named("standby-region-services-backup-policy").inputs["policy"])
+    assert any("secretsmanager:GetSecretValue" in s["Action"] for s in backup_policy["Statement"])
+
+    pulumi_mocks.declared.clear()
+    run_standby(pulumi_mocks, keyed, live={mode_parameter(APP): "active"})
+    assert pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule") == []
+    assert pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")  # the backups go on, from the standby
+    assert "restore-ahead" not in task_definitions(pulumi_mocks)

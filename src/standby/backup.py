@@ -67,6 +67,7 @@ class BackupRequest:
     prefix: str = BACKUP_PREFIX
     compression: str = DEFAULT_COMPRESSION
     part_size: int = DEFAULT_PART_SIZE
+    source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
 
 
 Progress = Callable[[str], None]
@@ -119,6 +120,7 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             finished_at=datetime.now(UTC),
             tables=tables,
             source=request.source.redacted,
+            source_side=request.source_side,
             compression=request.compression,
         )
         request.store.put_json(f"{base}{catalog.MANIFEST}", manifest.to_json())

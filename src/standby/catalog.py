@@ -63,6 +63,9 @@ class BackupManifest:
     finished_at: datetime
     tables: dict[str, int]  # "schema.table" -> rows in the snapshot
     source: str  # redacted: user@host:port/db
+    # Which side's database was dumped: "heroku", "standby:<region>" once the standby is live (the chain
+    # goes on there), or "url" for a database named on the command line.
+    source_side: str = "heroku"
     dump_format: str = "custom"
     compression: str = "gzip:1"
     format: int = MANIFEST_FORMAT
@@ -84,6 +87,7 @@ class BackupManifest:
             "finished_at": self.finished_at.isoformat(),
             "tables": dict(sorted(self.tables.items())),
             "source": self.source,
+            "source_side": self.source_side,
         }
 
     @classmethod
@@ -111,6 +115,7 @@ class BackupManifest:
                 finished_at=_aware(doc["finished_at"]),
                 tables={str(k): int(v) for k, v in doc["tables"].items()},
                 source=str(doc["source"]),
+                source_side=str(doc.get("source_side", "heroku")),  # manifests from before it was recorded
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(

@@ -86,3 +86,18 @@ def url_with_dbname(url: str, dbname: str) -> str:
     if parts.scheme in ("postgres", "postgresql"):
         return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
     return make_conninfo(url, dbname=dbname)
+
+
+def same_database(a: Database, b: Database) -> bool:
+    """Whether two connections reach the same database: host, port and name (users may differ)."""
+
+    def where(db: Database) -> tuple[str, str, str]:
+        params = conninfo_to_dict(db.conninfo)
+        host = str(params.get("host") or "localhost")
+        return (
+            "localhost" if host in LOCAL_HOSTS else host.lower(),
+            str(params.get("port") or "5432"),
+            db.dbname,
+        )
+
+    return where(a) == where(b)

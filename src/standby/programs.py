@@ -73,6 +73,7 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         "second": live_mode(primary.app, providers["second"]) or Mode.PILOT_LIGHT,
     }
     settings = app_settings(config, with_live_ai_provider(primary, providers["standby"]))
+    serving = "second" if modes["second"] is Mode.ACTIVE else "standby"
     regions = {
         role: StandbyRegion(
             f"{role}-region",
@@ -88,7 +89,9 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
                 with_database=role == "standby"
                 or config.second_region_database
                 or modes[role] is Mode.ACTIVE,
-                with_schedule=role == "standby" and config.heroku_api_key is not None,
+                # The backups run where the app is live or will be: the standby region, unless a cutover
+                # made the second region live (the chain goes on there).
+                with_schedule=role == serving and config.heroku_api_key is not None,
             ),
             opts=pulumi.ResourceOptions(provider=providers[role]),
         )
@@ -105,7 +108,6 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         regions["second"].vault,
         opts=pulumi.ResourceOptions(provider=providers["standby"]),
     )
-    serving = "second" if modes["second"] is Mode.ACTIVE else "standby"
     balancer = regions[serving].services.load_balancer
     DnsRecords(
         "dns",

@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 
-from standby.aws_errors import AWS_ERRORS, aws_failure
 from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
+from standby.live_side import region_mode
 from standby.pg_url import Database, parse_database_url
 from standby.runbook.engine import RunContext
 from standby.standby_manifest import StandbyManifest, read_database_url
@@ -41,18 +41,13 @@ class AwsStandby:
 
     def mode(self) -> Mode:
         """The live mode, which every runbook and both Pulumi programs read (a cutover makes it active)."""
-        name = self.manifest.mode_parameter
-        try:
-            value = self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-        except AWS_ERRORS as exc:
-            raise aws_failure(exc, f"reading the live mode {name}") from None
-        try:
-            return Mode(value)
-        except ValueError:
+        mode = region_mode(self.manifest.app, self.manifest.region, self.client("ssm"))
+        if mode is None:
             raise ConfigError(
-                [f"the live mode {name} holds {value!r}, not one of {', '.join(Mode)}. Set it to the mode the "
-                 "standby is really in (`aws ssm put-parameter --overwrite`)."]
-            ) from None  # fmt: skip
+                [f"there is no live mode {self.manifest.mode_parameter} in {self.manifest.region}: run "
+                 "`pulumi up -s standby`, which creates it."]
+            )  # fmt: skip
+        return mode
 
     def set_mode(self, mode: Mode) -> None:
         self.client("ssm").put_parameter(

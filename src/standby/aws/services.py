@@ -77,6 +77,7 @@ class StandbyServices(pulumi.ComponentResource):
         logs = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=f"/standby/{args.app}", retention_in_days=LOG_RETENTION_DAYS, opts=child
         )
+        self.log_group = logs.name
         self.settings_secret = aws.secretsmanager.Secret(
             f"{name}-settings",
             name=f"standby/{args.app}/config-vars",
@@ -157,6 +158,12 @@ class StandbyServices(pulumi.ComponentResource):
                     allow(["kms:GenerateDataKey", "kms:Decrypt"], [args.backup_key_arn]),
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
+                    ),
+                    # Once a cutover made the standby live, the backup dumps its database instead.
+                    *(
+                        [allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn])]
+                        if args.database_url_secret_arn is not None
+                        else []
                     ),
                     allow(
                         ["cloudwatch:PutMetricData"],

@@ -19,6 +19,7 @@ from standby.aws.backup_vault import BackupVault, VaultArgs
 from standby.aws.database import DatabaseArgs, StandbyDatabase
 from standby.aws.dns import Domain
 from standby.aws.network import NetworkArgs, StandbyNetwork
+from standby.aws.restore_ahead import RestoreAhead, RestoreAheadArgs
 from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
 from standby.aws.services import ProcessSpec, ServicesArgs, StandbyServices
 from standby.config.models import DnsMode, Mode, StandbyConfig
@@ -137,6 +138,28 @@ class StandbyRegion(pulumi.ComponentResource):
             RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self._manifest(args)),
             opts=child,
         )
+        self.restore_ahead: RestoreAhead | None = None
+        if args.with_schedule and args.mode is Mode.WARM and self.database is not None:
+            # Warm keeps itself current; a live (active) standby is never restored over, so no rule then.
+            self.restore_ahead = RestoreAhead(
+                f"{name}-restore-ahead",
+                RestoreAheadArgs(
+                    app=app,
+                    region=args.region,
+                    image=config.backup_image,
+                    cluster_arn=self.services.cluster.arn,
+                    backup_task_family=f"{app}-backup",
+                    execution_role_arn=self.services.execution_role.arn,
+                    log_group=self.services.log_group,
+                    backup_bucket_arn=self.vault.bucket.arn,
+                    backup_key_arn=self.vault.key.arn,
+                    database_url_secret_arn=self.database.url_secret.arn,
+                    lock_table_arn=self.support.lock_table.arn,
+                    subnet_ids=[s.id for s in self.network.private_subnets],
+                    security_group_id=self.network.service_group.id,
+                ),
+                opts=child,
+            )
         self.register_outputs(
             {"bucket": self.vault.bucket.id, "loadBalancer": self.services.load_balancer.dns_name}
         )

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from standby import catalog, cli
+from standby import catalog, cli, live_side
 from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
@@ -17,6 +17,7 @@ from standby.metrics import publish_backup_metrics
 from standby.names import METRICS_NAMESPACE
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
+from standby.standby_manifest import read_database_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_arguments(parser)
     parser.add_argument(
         "--source-url",
-        help="back up this database instead of the app's current DATABASE_URL (fetched from the Heroku API)",
+        help="back up this database instead of the live one (Heroku's DATABASE_URL, fetched from its API; "
+        "the standby's once a cutover made it live)",
     )
     parser.add_argument("--compress", default=DEFAULT_COMPRESSION, help="pg_dump --compress value")
     parser.add_argument("--no-metrics", action="store_true", help="do not publish CloudWatch metrics")
@@ -45,22 +47,46 @@ def _main(args: argparse.Namespace) -> int:
     context = open_store(args)
     if args.action == "list":
         return _list(context, args.json)
-    source_url = args.source_url or _heroku_database_url(context.app)
+    compression = check_compression(args.compress)
+    source = _live_source(context, args.source_url)
+    if source is None:
+        return cli.EXIT_OK
+    source_url, side = source
     request = BackupRequest(
         app=context.app,
         source=parse_database_url(source_url, "source database URL"),
         store=context.store,
         pg_dump=find_tool("pg_dump", args.pg_bin),
         prefix=context.prefix,
-        compression=check_compression(args.compress),
+        compression=compression,
+        source_side=side,
     )
-    say(f"backing up {request.source.redacted} ({context.app}) to {context.store.describe()}")
+    say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
     if not args.no_metrics and not args.folder:
         namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)
     _report(result, args.json)
     return cli.EXIT_OK
+
+
+def _live_source(context: StoreContext, source_url: str | None) -> tuple[str, str] | None:
+    """The database the app writes to now, and its side: Heroku's, or the standby's once it is live.
+
+    None when the app is live in the other standby region: its own schedule backs it up there.
+    """
+    if source_url:
+        return source_url, "url"
+    manifest = context.manifest
+    if manifest is not None:
+        place = live_side.live_place(manifest)
+        if place == manifest.region:
+            # After a cutover the app writes here: the chain of backups goes on from this database.
+            return read_database_url(manifest, manifest.region), f"standby:{place}"
+        if place != live_side.HEROKU:
+            print(f"not backing up: {context.app} is live in {place}; the schedule there backs it up.")
+            return None
+    return _heroku_database_url(context.app), "heroku"
 
 
 def _heroku_database_url(app: str) -> str:

@@ -58,6 +58,15 @@ def confirm(question: str, assume_yes: bool) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
+def confirm_by_name(name: str, action: str) -> bool:
+    """For what cannot be undone: the operator types `name` (the app's), not just y."""
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            [f"{action} needs the app's name typed, and there is no terminal to ask on: add --yes."]
+        )
+    return input(f"{action}? Type {name} to go on: ").strip() == name
+
+
 def say(line: str) -> None:
     """Progress goes to stderr, so stdout stays the command's result."""
     print(line, file=sys.stderr, flush=True)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
 import json
 import os
+import socket
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from standby import catalog, cli
-from standby.commands.common import StoreContext, add_store_arguments, confirm, open_store, say
-from standby.errors import ConfigError
+from standby import catalog, cli, live_side
+from standby.commands.common import (
+    StoreContext,
+    add_store_arguments,
+    confirm,
+    confirm_by_name,
+    open_store,
+    say,
+)
+from standby.errors import ConfigError, SafetyRefusal
 from standby.pg_tools import find_tool
-from standby.pg_url import Database, parse_database_url
+from standby.pg_url import Database, parse_database_url, same_database
 from standby.restore import RestoreReport, RestoreRequest, execute_restore, plan_restore, read_marker
-from standby.standby_manifest import read_database_url
+from standby.runbook.lock import DynamoDbLock, Holder
+from standby.standby_manifest import StandbyManifest, read_database_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
     parser.add_argument("--sanity-sql", action="append", default=[], help="a query that must return true")
     parser.add_argument("--scratch", type=Path, help="folder for the downloaded dump (default: temp)")
+    parser.add_argument(
+        "--replace-live",
+        action="store_true",
+        help="restore over the standby's database even while it is the app's live one (a recovery)",
+    )
+    parser.add_argument(
+        "--owner", default=f"{getpass.getuser()}@{socket.gethostname()}", help="who runs this (for the lock)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
@@ -63,15 +84,54 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     context = open_store(args)
-    if args.target_url:
-        target_url = args.target_url
-    elif context.manifest is not None:
-        target_url = read_database_url(context.manifest, args.region)
-    else:
+    standby_url = read_database_url(context.manifest, args.region) if context.manifest else None
+    target_url = args.target_url or standby_url
+    if target_url is None:
         raise ConfigError(["--target-url is required with --bucket or --folder: the database the app uses."])
     target_db = parse_database_url(target_url, "target database URL")
     if not target_db.dbname:
         raise ConfigError(["the target URL names no database: add it, as in postgres://host/app."])
+    standby_db = parse_database_url(standby_url, "standby database URL") if standby_url else None
+    # A restore into the standby's database holds the app's lock: it excludes a cutover, a failback and
+    # a drill, and the live side is read under it.
+    with _app_lock(context, args) if standby_db and not args.dry_run else contextlib.nullcontext():
+        if standby_db is not None and context.manifest is not None and same_database(target_db, standby_db):
+            _refuse_over_live(context.manifest, target_db, args)
+        return _restore(args, context, target_db)
+
+
+@contextlib.contextmanager
+def _app_lock(context: StoreContext, args: argparse.Namespace) -> Iterator[None]:
+    assert context.manifest is not None
+    lock = DynamoDbLock(context.manifest.lock_table, context.app, context.manifest.region)
+    lease = lock.acquire(Holder("restore", args.owner, uuid.uuid4().hex[:8]))
+    try:
+        yield
+    finally:
+        lease.release()
+
+
+def _refuse_over_live(manifest: StandbyManifest, target: Database, args: argparse.Namespace) -> None:
+    """The standby's database is the app's live database once a cutover made it so: not a restore target."""
+    if not live_side.is_live(manifest):
+        return
+    where = f"{target.redacted} is the app's live database (the standby in {manifest.region} serves {manifest.app})"
+    if args.ahead:
+        raise SafetyRefusal(
+            f"restore-ahead stands down: {where}; restoring a backup over it would replace what the app wrote "
+            "since the cutover. Nothing was changed."
+        )
+    if not args.replace_live:
+        raise SafetyRefusal(
+            f"{where}; restoring a backup over it replaces what the app wrote since that backup. Nothing was "
+            "changed. To recover it from a backup on purpose, pass --replace-live (you will be asked to type "
+            "the app's name)."
+        )
+    if not args.yes and not confirm_by_name(manifest.app, f"Replace the live database of {manifest.app}"):
+        raise SafetyRefusal("the app's name was not typed: nothing was changed.")
+
+
+def _restore(args: argparse.Namespace, context: StoreContext, target_db: Database) -> int:
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
     plan = plan_restore(

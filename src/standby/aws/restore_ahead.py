@@ -1,0 +1,157 @@
+"""`RestoreAhead`: in warm mode, each backup that completes is restored into the standby right away.
+
+EventBridge sees the backup task stop with exit code 0 and starts the restore task
+(`scripts/restore.py --ahead --yes`), so a cutover finds the newest backup already restored. The task
+takes the app's lock and reads the live mode under it: it stands down while a runbook runs or the standby
+is live. The stack declares it only while the region's live mode is warm, so a `pulumi up` after a cutover
+removes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from standby.aws.policies import allow, assume_role, document
+
+
+@dataclass(frozen=True)
+class RestoreAheadArgs:
+    app: str
+    region: str
+    image: str  # the backup image: it carries scripts/restore.py and pg_restore
+    cluster_arn: pulumi.Input[str]
+    backup_task_family: str
+    execution_role_arn: pulumi.Input[str]
+    log_group: pulumi.Input[str]
+    backup_bucket_arn: pulumi.Input[str]
+    backup_key_arn: pulumi.Input[str]
+    database_url_secret_arn: pulumi.Input[str]
+    lock_table_arn: pulumi.Input[str]
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+
+
+class RestoreAhead(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RestoreAheadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("standby:aws:RestoreAhead", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Reads backups and the database's URL, holds the app's lock; writes no backup and no journal.
+        self.role = aws.iam.Role(
+            f"{name}-role", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"), opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(
+                [
+                    allow(["s3:ListBucket"], [args.backup_bucket_arn]),
+                    allow(["s3:GetObject"], [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")]),
+                    allow(["kms:Decrypt"], [args.backup_key_arn]),
+                    allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn]),
+                    allow(
+                        [
+                            "dynamodb:PutItem",
+                            "dynamodb:GetItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                        ],
+                        [args.lock_table_arn],
+                    ),
+                    allow(
+                        ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
+                    ),
+                ]
+            ),
+            opts=child,
+        )
+        self.task = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=f"{args.app}-restore-ahead",
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu="2048",
+            memory="4096",
+            execution_role_arn=args.execution_role_arn,
+            task_role_arn=self.role.arn,
+            container_definitions=pulumi.Output.json_dumps(
+                [
+                    {
+                        "name": "restore-ahead",
+                        "image": args.image,
+                        "essential": True,
+                        "entryPoint": ["python", "scripts/restore.py"],
+                        "command": ["--app", args.app, "--ahead", "--yes"],
+                        "environment": [{"name": "AWS_REGION", "value": args.region}],
+                        "logConfiguration": {
+                            "logDriver": "awslogs",
+                            "options": {
+                                "awslogs-group": args.log_group,
+                                "awslogs-region": args.region,
+                                "awslogs-stream-prefix": "restore-ahead",
+                            },
+                        },
+                    }
+                ]
+            ),
+            opts=child,
+        )
+        # The backup task's stop with exit code 0 is a completed backup: its manifest is written.
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-after-backup",
+            description=f"restore each completed backup of {args.app} into the warm standby",
+            event_pattern=pulumi.Output.from_input(args.cluster_arn).apply(
+                lambda cluster: json.dumps(
+                    {
+                        "source": ["aws.ecs"],
+                        "detail-type": ["ECS Task State Change"],
+                        "detail": {
+                            "clusterArn": [cluster],
+                            "group": [f"family:{args.backup_task_family}"],
+                            "lastStatus": ["STOPPED"],
+                            "containers": {"exitCode": [0]},
+                        },
+                    }
+                )
+            ),
+            opts=child,
+        )
+        events_role = aws.iam.Role(
+            f"{name}-events", assume_role_policy=assume_role("events.amazonaws.com"), opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-events-policy",
+            role=events_role.id,
+            policy=document(
+                [
+                    allow(["ecs:RunTask"], [self.task.arn], ArnLike={"ecs:cluster": args.cluster_arn}),
+                    allow(
+                        ["iam:PassRole"],
+                        [args.execution_role_arn, self.role.arn],
+                        StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"},
+                    ),
+                ]
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-target",
+            rule=self.rule.name,
+            arn=args.cluster_arn,
+            role_arn=events_role.arn,
+            ecs_target={
+                "task_definition_arn": self.task.arn,
+                "launch_type": "FARGATE",
+                "task_count": 1,
+                "network_configuration": {
+                    "subnets": args.subnet_ids,
+                    "security_groups": [args.security_group_id],
+                    "assign_public_ip": False,
+                },
+            },
+            opts=child,
+        )
+        self.register_outputs({"task": self.task.arn})
