@@ -124,8 +124,13 @@ def build_scene(
     tmp_path: Path,
     dns_mode: DnsMode = DnsMode.RECORD,
     mode: Mode = Mode.WARM,
+    ai: dict[str, Any] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Scene]:
-    """A fresh app in the shared moto server and PostgreSQL, with one backup of its database taken."""
+    """A fresh app in the shared moto server and PostgreSQL, with one backup of its database taken.
+
+    `ai` (the AI providers, camelCase) and `settings` (config vars besides DATABASE_URL, on both sides)
+    are for the AI switch."""
     source = pg_server.create_database("heroku", template=template)
     standby = pg_server.url(f"standby_{time.time_ns()}")
     app = f"acme-{time.time_ns() % 10**9}"  # moto's state lives as long as the session: one app per test
@@ -144,6 +149,8 @@ def build_scene(
             load_balancer_dns=LB,
             dns_mode=dns_mode,
             mode=mode,
+            app_settings=settings,
+            ai=ai,
         )
     )
     run_backup(
@@ -152,7 +159,7 @@ def build_scene(
     web = WebStandIn()
     with HerokuFake(TOKEN, pg_restore=str(find_tool("pg_restore").path)) as heroku:
         heroku.add_app(
-            FakeApp(app, config_vars={"DATABASE_URL": source}, formation={
+            FakeApp(app, config_vars={**(settings or {}), "DATABASE_URL": source}, formation={
                 "web": {"quantity": 3, "size": "Standard-2X"}, "worker": {"quantity": 2, "size": "Standard-1X"}})
         )  # fmt: skip
         for key, value in {"HEROKU_API_URL": heroku.url, "HEROKU_DATA_API_URL": heroku.url,

@@ -26,8 +26,8 @@ from tests.conftest import CRASH_POINTS_TRIED, SAMPLE_RENTALS
 from tests.runbook_scene import LB, TOKEN, Scene
 from tests.servers import ROOT, count_tables, run_script
 
-STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "scale_standby", "restore",
-         "verify_data", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
+STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "restore", "verify_data",
+         "scale_standby", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
 TABLES = ["public.rental", "public.payment", "public.customer", "public.film"]
 
 

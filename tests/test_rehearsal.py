@@ -44,13 +44,20 @@ def test_the_rehearsal_cuts_over_with_verified_data_and_measured_rto_and_rpo(
 ) -> None:
     # A process of its own each time: the rehearsal starts its own moto, whose state is process-wide.
     report_path = tmp_path / "report.json"
+    # The graceful one also switches the AI provider on the way: the data is verified all the same.
+    ai = ["--ai-provider", "anthropic"] if scenario == "graceful" else []
     result = run_script(
         "rehearse.py", "--scenario", scenario, "--rentals", "2000",
-        "--json", str(report_path), "--report", str(tmp_path / "rehearsal.md"),
+        "--json", str(report_path), "--report", str(tmp_path / "rehearsal.md"), *ai,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    _check(json.loads(report_path.read_text()), scenario)
+    report = json.loads(report_path.read_text())
+    _check(report, scenario)
+    steps = {s["name"]: s["outcome"] for s in report["steps"]}
+    assert steps["verify_data"] == "done"
+    if ai:
+        assert steps["wait_live"] == "done" and report["facts"]["ai_to"] == "anthropic"
     assert "timeline" in (tmp_path / "rehearsal.md").read_text()
     assert (tmp_path / "rehearsal.svg").read_text().startswith("<svg")
     assert "not exercised here" in result.stdout

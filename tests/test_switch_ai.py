@@ -14,13 +14,16 @@ from pathlib import Path
 import boto3
 import pytest
 
+from standby.commands import cutover
 from standby.config.models import AiProvider
 from standby.local.ai_fake import AiProviderFake
 from standby.local.heroku_fake import FakeApp, HerokuFake
+from standby.local.postgres import LocalPostgres
 from standby.local.standby_world import WorldSpec, build_standby_world
 from standby.names import ai_provider_parameter, mode_parameter
 from standby.standby_manifest import StandbyManifest
-from tests.servers import run_script
+from tests.runbook_scene import Scene, build_scene
+from tests.servers import count_tables, run_script
 
 TOKEN = "heroku-token-not-for-logs"
 KEYS = {"openai": "sk-openai-key-not-for-logs", "anthropic": "sk-ant-key-not-for-logs"}
@@ -124,7 +127,8 @@ def test_a_healthy_target_switches_heroku_then_switching_back_works(
     assert ai_scene.recorded_provider() == "anthropic"  # `pulumi up -s standby` mirrors it from here
     assert ai_scene.providers["anthropic"].calls == 1
     report = json.loads((tmp_path / "switch.json").read_text())
-    assert report["verified"] is True
+    assert report["facts"]["ai_live"] is True
+    assert report["verified"] is False  # no data was checked: that proof is the data check's alone
     assert report["facts"]["ai_from"] == "openai" and report["facts"]["ai_to"] == "anthropic"
     assert [s["name"] for s in report["steps"]] == ["probe_provider", "switch_settings", "wait_live"]
     assert ai_scene.standby_settings() == ON_OPENAI  # the standby is not live: only Heroku changes
@@ -195,7 +199,7 @@ def test_when_the_standby_is_live_its_secret_changes_and_its_services_redeploy(
         cluster=ai_scene.manifest.cluster, services=services)["services"]}  # fmt: skip
     assert all(after[name] != before[name] for name in services)  # every service redeployed
     report = json.loads((tmp_path / "switch.json").read_text())
-    assert report["facts"]["live_side"] == "the AWS standby" and report["verified"] is True
+    assert report["facts"]["live_side"] == "the AWS standby" and report["facts"]["ai_live"] is True
     _no_key_in(ai_scene, result.stdout, result.stderr, (tmp_path / "switch.json").read_text())  # type: ignore[attr-defined]
 
 
@@ -208,5 +212,60 @@ def test_the_cutover_can_switch_the_provider_right_after_the_standby_goes_active
     assert result.returncode == 0, result.stderr
     order = [line.split()[1] for line in result.stderr.splitlines() if line.strip()[:3].strip(". ").isdigit()]
     at = order.index("scale_standby")
+    assert order[:at] == [
+        "preflight",
+        "assess_primary",
+        "fence_primary",
+        "final_backup",
+        "restore",
+        "verify_data",
+    ]
     assert order[at + 1 : at + 4] == ["probe_provider", "switch_settings", "wait_live"]
-    assert order[at + 4] == "restore"
+    assert order[at + 4] == "wait_healthy"
+
+
+@pytest.fixture
+def ai_cutover_scene(
+    pg_server: LocalPostgres,
+    pagila_template: str,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[tuple[Scene, dict[str, AiProviderFake]]]:
+    with (
+        AiProviderFake(AiProvider.OPENAI, KEYS["openai"], ["gpt-4o", "gpt-4o-mini"]) as openai,
+        AiProviderFake(
+            AiProvider.ANTHROPIC, KEYS["anthropic"], ["claude-sonnet-4-5", "claude-haiku-4-5"]
+        ) as claude,
+    ):
+        ai = {
+            "active": "openai",
+            "providerSetting": "AI_PROVIDER",
+            "providers": {
+                "openai": {"keyVar": "OPENAI_API_KEY", "baseUrl": openai.base_url},
+                "anthropic": {"keyVar": "ANTHROPIC_API_KEY", "baseUrl": claude.base_url},
+            },
+            "models": MODELS,
+        }
+        settings = {"OPENAI_API_KEY": KEYS["openai"], "ANTHROPIC_API_KEY": KEYS["anthropic"], **ON_OPENAI}
+        for scene in build_scene(pg_server, pagila_template, monkeypatch, tmp_path, ai=ai, settings=settings):
+            yield scene, {"openai": openai, "anthropic": claude}
+
+
+def test_a_cutover_that_switches_the_provider_still_verifies_every_row_count_and_reports_the_rpo(
+    ai_cutover_scene: tuple[Scene, dict[str, AiProviderFake]], tmp_path: Path
+) -> None:
+    scene, providers = ai_cutover_scene
+
+    run = scene.run(cutover.main, "--ai-provider", "anthropic", "--json", str(tmp_path / "r.json"))
+
+    assert run.code == 0, run.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    outcomes = {s["name"]: s["outcome"] for s in report["steps"]}
+    assert outcomes["verify_data"] == "done" and outcomes["wait_live"] == "done"
+    assert report["verified"] is True and report["facts"]["ai_live"] is True
+    assert report["facts"]["verified_tables"] > 20  # every table's count compared
+    assert report["rpo_seconds"] is not None and report["rpo_seconds"] < 5  # graceful: the final backup
+    assert count_tables(scene.standby, ["public.rental"]) == count_tables(scene.source, ["public.rental"])
+    assert providers["anthropic"].calls == 1
+    assert "data verified: yes" in run.output and "AI settings live: yes" in run.output

@@ -53,6 +53,9 @@ class BackupStore(Protocol):
     def put_json(self, key: str, document: Any) -> None: ...
     def get_json(self, key: str) -> Any | None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
+        ...
 
 
 class S3Store:
@@ -143,6 +146,16 @@ class S3Store:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
         return json.loads(answer["Body"].read())
 
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise StoreError(f"cannot look at s3://{self.bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot look at s3://{self.bucket}/{key}: {exc}") from None
+
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
         try:
@@ -214,6 +227,10 @@ class LocalStore:
     def get_json(self, key: str) -> Any | None:
         path = self._path(key)
         return json.loads(path.read_bytes()) if path.is_file() else None
+
+    def size(self, key: str) -> int | None:
+        path = self.local_path(key)
+        return path.stat().st_size if path is not None else None
 
     def list_keys(self, prefix: str) -> list[str]:
         if not self.root.is_dir():

@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +27,7 @@ MANIFEST: Final = "manifest.json"
 FAILURE: Final = "failure.json"
 _ID_TIME: Final = "%Y%m%dT%H%M%SZ"
 _ID_PATTERN: Final = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{6}")
+CLOCK_SKEW: Final = timedelta(minutes=5)  # a database server's clock may run this far ahead of ours
 
 
 class ManifestError(StandbyError):
@@ -227,12 +228,36 @@ def select_backup(
     return entry
 
 
-def read_catalog(store: BackupStore, prefix: str, app: str) -> list[CatalogEntry]:
+def check_belongs(manifest: BackupManifest, backup_id: str, app: str, base: str, now: datetime) -> None:
+    """Refuse a manifest that is not this folder's backup of this app, or whose data is from the future.
+
+    A manifest copied from another backup's folder, or dated ahead to stay "newest" for ever, would make
+    every restore pick it.
+    """
+    if manifest.backup_id != backup_id or manifest.app != app:
+        raise ManifestError(
+            f"the manifest in {base}{backup_id}/ describes backup {manifest.backup_id} of {manifest.app}: it "
+            "was copied or forged. Investigate the bucket."
+        )
+    if manifest.dump_key != f"{base}{backup_id}/{DUMP}":
+        raise ManifestError(f"the manifest points at a dump outside its folder ({manifest.dump_key}).")
+    if manifest.snapshot_at > now + CLOCK_SKEW:
+        raise ManifestError(
+            f"its data is dated {manifest.snapshot_at.isoformat()}, in the future: a manifest dated ahead "
+            "would stay newest for ever. Investigate the bucket."
+        )
+
+
+def read_catalog(
+    store: BackupStore, prefix: str, app: str, now: datetime | None = None
+) -> list[CatalogEntry]:
     """Read `app`'s catalog from a store: its keys, manifests and failure records.
 
-    A manifest that does not parse makes its backup count as failed, never as complete.
+    A manifest that does not parse, or does not belong to its folder (`check_belongs`), makes its backup
+    count as failed, never as complete.
     """
     base = backup_prefix(prefix, app)
+    now = now or datetime.now(UTC)
     keys = [k.removeprefix(base) for k in store.list_keys(base)]
     manifests: dict[str, BackupManifest] = {}
     failures: dict[str, Mapping[str, Any]] = {}
@@ -240,9 +265,16 @@ def read_catalog(store: BackupStore, prefix: str, app: str) -> list[CatalogEntry
         backup_id, _, name = key.partition("/")
         if name == MANIFEST:
             try:
-                manifests[backup_id] = BackupManifest.from_json(store.get_json(base + key))
+                manifest = BackupManifest.from_json(store.get_json(base + key))
             except (ManifestError, ValueError) as exc:  # a bad manifest, or JSON cut short
                 failures[backup_id] = {"phase": "reading the manifest", "error": _one_line(exc)}
+                continue
+            try:
+                check_belongs(manifest, backup_id, app, base, now)
+                manifests[backup_id] = manifest
+            except ManifestError as exc:
+                failures[backup_id] = {"phase": "checking the manifest", "error": _one_line(exc),
+                                       "started_at": manifest.started_at.isoformat()}  # fmt: skip
         elif name == FAILURE:
             try:
                 record = store.get_json(base + key)
@@ -256,3 +288,80 @@ def read_catalog(store: BackupStore, prefix: str, app: str) -> list[CatalogEntry
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+@dataclass(frozen=True)
+class BackupChoice:
+    """Which backup a restore wants: the newest ("latest"), a backup id, or the newest from before a time."""
+
+    backup: str = "latest"
+    before: datetime | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """The operator named one backup: no other may stand in for it."""
+        return self.backup != "latest"
+
+    def candidates(self, catalog: list[CatalogEntry]) -> list[CatalogEntry]:
+        """The complete backups that qualify, newest data first."""
+        if self.pinned:
+            return [select_backup(catalog, self.backup)]
+        found = [
+            e
+            for e in catalog
+            if e.state is BackupState.COMPLETE
+            and e.manifest is not None
+            and (self.before is None or e.manifest.snapshot_at < self.before)
+        ]
+        return sorted(
+            found, key=lambda e: e.manifest.snapshot_at if e.manifest else e.started_at, reverse=True
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A backup passed over because its dump is broken, and the data that costs (seconds of RPO)."""
+
+    backup_id: str
+    reason: str
+    rpo_cost_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backup_id": self.backup_id, "reason": self.reason, "rpo_cost_seconds": self.rpo_cost_seconds}
+
+
+def dump_problem(store: BackupStore, manifest: BackupManifest) -> str | None:
+    """What is wrong with a backup's dump that one look can tell (missing, or not its manifest's size)."""
+    size = store.size(manifest.dump_key)
+    if size is None:
+        return "its dump is missing"
+    if size != manifest.size:
+        return f"its dump is {size} bytes, its manifest says {manifest.size}: truncated or replaced"
+    return None
+
+
+def first_intact(
+    store: BackupStore, candidates: list[CatalogEntry], skipped: list[Skipped]
+) -> CatalogEntry | None:
+    """The first candidate whose dump is whole; each one passed over is added to `skipped`."""
+    broken: list[tuple[CatalogEntry, str]] = []
+    found = None
+    for entry in candidates:
+        assert entry.manifest is not None
+        problem = dump_problem(store, entry.manifest)
+        if problem is None:
+            found = entry
+            break
+        broken.append((entry, problem))
+    skipped.extend(Skipped(e.backup_id, problem, rpo_cost(e, found)) for e, problem in broken)
+    return found
+
+
+def rpo_cost(skipped: CatalogEntry, instead: CatalogEntry | None) -> float:
+    """The data lost by restoring `instead` of `skipped`: the time between their snapshots."""
+    if instead is None or skipped.manifest is None or instead.manifest is None:
+        return 0.0
+    return round((skipped.manifest.snapshot_at - instead.manifest.snapshot_at).total_seconds(), 1)
+
+
+NEWEST: Final = BackupChoice()  # the default choice of every restore

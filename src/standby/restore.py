@@ -55,6 +55,10 @@ class RestoreRefused(SafetyRefusal):
     """The backup, the archive or the restored data failed a check; the database in use is untouched."""
 
 
+class DumpRefused(RestoreRefused):
+    """The dump itself is broken (size, hash, unreadable archive): another backup may stand in for it."""
+
+
 @dataclass(frozen=True)
 class RestoredMarker:
     """What the database in use was restored from; kept as its database comment, so it moves with it."""
@@ -266,12 +270,12 @@ def execute_restore(
 
 def verify_transfer(transfer: DumpTransfer, manifest: BackupManifest) -> None:
     if transfer.size != manifest.size:
-        raise RestoreRefused(
+        raise DumpRefused(
             f"the dump of backup {manifest.backup_id} is {transfer.size} bytes, its manifest says {manifest.size}: "
             "it is truncated or was replaced. Restore another backup (`--backup ID`)."
         )
     if transfer.sha256 != manifest.sha256:
-        raise RestoreRefused(
+        raise DumpRefused(
             f"the dump of backup {manifest.backup_id} does not match its manifest's sha256: it was altered "
             "after the backup. Restore another backup (`--backup ID`) and investigate the bucket."
         )
@@ -316,7 +320,7 @@ def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupMa
         if transfer.done and available <= wanted:
             verify_transfer(transfer, manifest)  # an altered dump is the likelier, and more useful, diagnosis
             last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
-            raise RestoreRefused(
+            raise DumpRefused(
                 f"{pg_restore.path} cannot read the archive of backup {manifest.backup_id}: {last}."
             )
         wanted = available * 4

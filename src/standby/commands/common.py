@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from standby.backup_store import BackupStore, LocalStore, S3Store
@@ -47,6 +48,15 @@ def open_store(args: argparse.Namespace) -> StoreContext:
         store = S3Store(args.bucket or (manifest.backup_bucket if manifest else ""), args.region)
     prefix = args.prefix or (manifest.backup_prefix if manifest else BACKUP_PREFIX)
     return StoreContext(args.app, store, prefix, manifest)
+
+
+def iso_time(text: str) -> datetime:
+    """An argparse type: an ISO time; one without a timezone is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time such as 2026-11-22T10:15:00Z: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def confirm(question: str, assume_yes: bool) -> bool:

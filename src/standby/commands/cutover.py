@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from standby import cli
+from standby.catalog import BackupChoice
+from standby.commands.common import iso_time
 from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
 from standby.commands.switch_ai import add_ai_arguments
 from standby.config.models import AiProvider
@@ -25,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_runbook_arguments(parser)
     parser.add_argument("--primary-unreachable", action="store_true",
                         help="Heroku does not answer and you accept the split-brain risk")  # fmt: skip
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--backup", default="latest", help="restore this backup id instead of the newest whole one"
+    )
+    choice.add_argument(
+        "--before", type=iso_time, help="the newest whole backup whose data is older than this ISO time"
+    )
     add_ai_arguments(parser, required=False)
     return parser
 
@@ -37,7 +46,7 @@ def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsSt
 
 
 def _steps(env: RunbookEnv, args: argparse.Namespace) -> list[Step]:
-    steps = cutover_steps(env, args.primary_unreachable)
+    steps = cutover_steps(env, args.primary_unreachable, BackupChoice(args.backup, args.before))
     if args.ai_provider:
         # Right after the standby goes active: its redeployment overlaps the restore.
         at = next(i for i, step in enumerate(steps) if step.name == "scale_standby") + 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from standby import cli
 from standby.commands.common import say
+from standby.config.models import AiProvider
 from standby.local.rehearsal import SCENARIOS, rehearse
 from standby.runbook.timeline import timeline_svg
 
@@ -34,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, default=Path("rehearsal-report.md"), help="Markdown report path"
     )
     parser.add_argument("--json", type=Path, help="also write the report as JSON")
+    parser.add_argument(
+        "--ai-provider",
+        choices=[p.value for p in AiProvider],
+        help="the app uses OpenAI (a stand-in); the cutover switches it to this provider on the way",
+    )
     return parser
 
 
@@ -53,7 +59,9 @@ def _rehearse(args: argparse.Namespace) -> int:
             runtime.mkdir(mode=0o700)
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         keep = _wait_for_interrupt if args.keep else None
-        result = rehearse(args.scenario, Path(folder), lambda line: say(f"== {line}"), args.rentals, keep)
+        result = rehearse(
+            args.scenario, Path(folder), lambda line: say(f"== {line}"), args.rentals, keep, args.ai_provider
+        )
     report = result.report
     report["counts_equal"] = result.source_counts == result.standby_counts
     _write(report, args)

@@ -19,6 +19,7 @@ from standby.commands.common import (
     add_store_arguments,
     confirm,
     confirm_by_name,
+    iso_time,
     open_store,
     say,
 )
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--backup", default="latest", help="'latest' (default) or a backup id")
     choice.add_argument(
-        "--before", type=_time, help="the newest backup whose data is older than this ISO time"
+        "--before", type=iso_time, help="the newest backup whose data is older than this ISO time"
     )
     parser.add_argument(
         "--ahead", action="store_true", help="only if newer than what the target already holds"
@@ -67,14 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
-
-
-def _time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time such as 2026-11-22T10:15:00Z: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,10 +116,14 @@ def run_runbook(
         return cli.EXIT_OK if args.dry_run else cli.EXIT_FAILED
     _write(name, journal, args)
     doc = report_json(journal)
+    proofs = [f"data verified: {'yes' if doc['verified'] else 'NO'}"] if name != "switch_ai" else []
+    if "ai_live" in journal.facts:
+        proofs.append(f"AI settings live: {'yes' if journal.facts['ai_live'] else 'NO'}")
+    if journal.facts.get("dns_target"):
+        proofs.append(f"DNS -> {journal.facts['dns_target']}")
     print(
-        f"{name} of {manifest.app} done: RTO {doc['rto_seconds']} s, RPO {doc['rpo_seconds']} s, data verified: "
-        f"{'yes' if doc['verified'] else 'NO'}"
-        + (f", DNS -> {journal.facts['dns_target']}" if journal.facts.get("dns_target") else "")
+        f"{name} of {manifest.app} done: RTO {doc['rto_seconds']} s, RPO {doc['rpo_seconds']} s, "
+        + ", ".join(proofs)
     )
     return cli.EXIT_OK
 

@@ -24,6 +24,8 @@ import psycopg
 
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
+from standby.config.models import AiProvider
+from standby.local.ai_fake import AiProviderFake
 from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.moto_server import moto_server
 from standby.local.postgres import LocalPostgres
@@ -34,6 +36,7 @@ from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
 
 SCENARIOS: Final = ("heroku-down", "graceful", "region-down")
+AI_MODELS: Final = {"openai": ("gpt-4o",), "anthropic": ("claude-sonnet-4-5",)}
 APP: Final = "acme-rehearsal"
 REGIONS: Final = {"standby": "us-east-2", "second": "us-west-2"}
 TOKEN: Final = "rehearsal-heroku-token"
@@ -87,14 +90,42 @@ def _health_app(database_url: Callable[[], str]) -> Iterator[str]:
         server.server_close()
 
 
+def _ai_providers(stack: ExitStack) -> tuple[dict[str, Any], dict[str, str]]:
+    """Stand-ins for OpenAI and Anthropic, and the AI config and keys of an app that uses OpenAI."""
+    fakes = {
+        provider: stack.enter_context(
+            AiProviderFake(provider, f"{provider.value}-rehearsal-key", list(models))
+        )
+        for provider, models in (
+            (AiProvider.OPENAI, AI_MODELS["openai"]),
+            (AiProvider.ANTHROPIC, AI_MODELS["anthropic"]),
+        )
+    }
+    ai = {
+        "active": "openai",
+        "providerSetting": "AI_PROVIDER",
+        "providers": {
+            p.value: {"keyVar": f"{p.value.upper()}_API_KEY", "baseUrl": fake.base_url}
+            for p, fake in fakes.items()
+        },
+        "models": {"AI_MODEL": {name: models[0] for name, models in AI_MODELS.items()}},
+    }
+    settings = {f"{p.value.upper()}_API_KEY": fake.api_key for p, fake in fakes.items()}
+    return ai, {**settings, "AI_PROVIDER": "openai", "AI_MODEL": AI_MODELS["openai"][0]}
+
+
 def rehearse(
     scenario: str,
     workdir: Path,
     say: Callable[[str], None],
     rentals: int = 20000,
     keep: Callable[[], None] | None = None,
+    ai_provider: str | None = None,
 ) -> RehearsalResult:
-    """Run one rehearsal; `keep` (if given) is called before tearing down, to leave it up for exploration."""
+    """Run one rehearsal; `keep` (if given) is called before tearing down, to leave it up for exploration.
+
+    With `ai_provider`, the app uses OpenAI (a stand-in on loopback) and the cutover switches it to
+    `ai_provider` on the way, as `cutover.py --ai-provider` does."""
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
     from standby.commands import cutover
@@ -109,7 +140,8 @@ def rehearse(
         standby_db = postgres.url("standby_app")
         health = stack.enter_context(_health_app(lambda: standby_db))
         heroku = stack.enter_context(HerokuFake(TOKEN, pg_restore=str(find_tool("pg_restore").path)))
-        heroku.add_app(FakeApp(APP, config_vars={"DATABASE_URL": heroku_db}, formation={
+        ai, settings = _ai_providers(stack) if ai_provider else (None, {})
+        heroku.add_app(FakeApp(APP, config_vars={**settings, "DATABASE_URL": heroku_db}, formation={
             "web": {"quantity": 2, "size": "Standard-2X"}, "worker": {"quantity": 1, "size": "Standard-1X"}}))  # fmt: skip
         spec = WorldSpec(
             app=APP,
@@ -119,6 +151,8 @@ def rehearse(
             records={f"www.{APP}.example": "www-rehearsal.herokudns.com"},
             formation={"web": 2, "worker": 1},
             load_balancer_dns=f"{APP}-{REGIONS['standby']}.elb.amazonaws.com",
+            app_settings=settings,
+            ai=ai,
         )
         first = build_standby_world(spec)
         second = build_standby_world(
@@ -146,6 +180,8 @@ def rehearse(
 
         args = ["--app", APP, "--yes", "--region", target.region, "--journal-dir", str(workdir / "journal"),
                 "--json", str(workdir / "report.json"), "--report", str(workdir / "report.md"), "--health-timeout", "60"]  # fmt: skip
+        if ai_provider:
+            args += ["--ai-provider", ai_provider]
         if scenario != "graceful":
             say(
                 "disaster: Heroku goes dark."

@@ -7,7 +7,9 @@ target is "healthy", whatever runs behind it. Its Route 53 name servers are name
   service behind a load balancer;
 - a target counts as healthy only when the stand-in web app answers its health path over HTTP (as the load
   balancer's health check would) *and* the production check (describe_target_health) calls it healthy;
-- the name servers are stand-ins on loopback that answer from moto's Route 53, or there are none.
+- the name servers are stand-ins on loopback that answer from moto's Route 53, or there are none;
+- moto never completes a rollout: the deployment a settings change started counts as complete once it is
+  the service's only one, as on ECS when its tasks run.
 
 Everything else is `AwsStandby` itself: the tests and the rehearsal run the production code paths.
 """
@@ -19,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from standby.errors import InfrastructureError
+from standby.runbook.engine import RunContext
 from standby.standby_manifest import StandbyManifest
 from standby.standby_side import AwsStandby
 
@@ -60,6 +63,15 @@ class LocalStandby(AwsStandby):
                 return bool(200 <= answer.status < 400)
         except OSError:
             return False
+
+    def settings_live(self, ctx: RunContext) -> bool:
+        """moto never finishes a rollout; ECS does once the new tasks run: here, the deployment the change
+        started is complete as soon as it is the service's only one."""
+        started = ctx.facts.get("redeployed") or {}
+        found = self.client("ecs").describe_services(cluster=self.manifest.cluster, services=list(started))
+        return len(found["services"]) == len(started) and all(
+            [d["id"] for d in s["deployments"]] == [started[s["serviceName"]]] for s in found["services"]
+        )
 
     def name_servers(self) -> list[tuple[str, int]]:
         if not self._name_servers:

@@ -38,6 +38,9 @@ class RunContext:
 
 
 class Step(Protocol):
+    """A runbook step. The facts a step writes are its own: another step may not overwrite them, unless it
+    names them in an `updates` attribute (the cutover's restore re-pins the backup it chose)."""
+
     name: str
 
     def is_done(self, ctx: RunContext) -> bool: ...
@@ -161,6 +164,18 @@ class Runbook:
         )
         return journal
 
+    @staticmethod
+    def _claim_facts(step: Step, before: dict[str, Any], ctx: RunContext, journal: Journal) -> None:
+        """Two steps writing the same fact by accident would let one stand in for the other's proof."""
+        updates = set(getattr(step, "updates", ()))
+        for key in [k for k, v in ctx.facts.items() if k not in before or before[k] != v]:
+            owner = journal.fact_owners.setdefault(key, step.name)
+            if owner != step.name and key not in updates:
+                raise StepFailed(
+                    step.name,
+                    f"it wrote the fact {key!r}, which belongs to step {owner} (a bug in the runbook)",
+                )
+
     def _check_lease(self, lease: Lease, step: Step) -> None:
         """A run whose lock is no longer its own stops before its next side effect."""
         lost = lease.lost
@@ -201,6 +216,7 @@ class Runbook:
             ctx.say(f"- {step.name}: done in run {journal.run_id} already; skipped")
             return
         started = time.time()
+        before = dict(ctx.facts)
         journal.start(step.name, started)
         self.journals.save(journal)  # before the side effect: a crash from here on is visible on resume
         try:
@@ -225,5 +241,6 @@ class Runbook:
                 code = exc.exit_code if isinstance(exc, StandbyError) else 1
                 raise StepFailed(step.name, reason, code) from exc
             raise  # KeyboardInterrupt: the journal keeps the step as started; --resume runs it again
+        self._claim_facts(step, before, ctx, journal)
         journal.end(step.name, time.time(), outcome, "", ctx.facts)
         self.journals.save(journal)

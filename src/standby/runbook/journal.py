@@ -38,6 +38,7 @@ class Journal:
     started_at: str
     steps: list[StepRecord] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    fact_owners: dict[str, str] = field(default_factory=dict)  # fact -> the step that first wrote it
     finished: bool = False
     outcome: str = "running"
 

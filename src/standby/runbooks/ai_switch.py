@@ -133,7 +133,7 @@ class WaitLive(AiStep):
     name = "wait_live"
 
     def is_done(self, ctx: RunContext) -> bool:
-        if ctx.facts.get("verified"):
+        if ctx.facts.get("ai_live"):
             return True
         changed = "release" in ctx.facts or "redeployed" in ctx.facts
         return not changed and _settings_match(live_side(self.env), self.wanted())  # it ran so already
@@ -157,7 +157,7 @@ class WaitLive(AiStep):
     def verify(self, ctx: RunContext) -> None:
         if not _settings_match(live_side(self.env), self.wanted()):
             raise SafetyRefusal("the live settings are not the wanted ones after the switch.")
-        ctx.facts["verified"] = True
+        ctx.facts["ai_live"] = True  # not `verified`: that is the data check's, in a cutover
 
 
 def _settings_match(side: LiveSide, wanted: dict[str, str]) -> bool:

@@ -1,8 +1,9 @@
 """The cutover from Heroku to the AWS standby (DESIGN.md §4), as runbook steps.
 
-preflight -> assess the primary -> fence it -> final backup (if its database answers) -> scale the
-standby -> restore (skipped when restore-ahead already holds the newest backup) -> verify the data ->
-wait for healthy services -> switch DNS -> verify the records. Every step is idempotent and knows when it
+preflight (choose the backup: the newest whose dump is whole) -> assess the primary -> fence it -> final
+backup (if its database answers; then it is the one restored) -> restore (skipped when restore-ahead
+already holds it; a dump that fails its hash is passed over for the next one) -> verify the data ->
+scale the standby (data before traffic) -> wait for healthy services -> switch DNS -> verify the records. Every step is idempotent and knows when it
 is already done, so a crashed cutover resumes where it stopped.
 """
 
@@ -18,32 +19,82 @@ from standby.drill_history import forecast_note
 from standby.errors import InfrastructureError, SafetyRefusal
 from standby.heroku_api import HerokuUnreachable
 from standby.pg_url import parse_database_url
-from standby.restore import RestoreRequest, execute_restore, plan_restore, read_marker, verify_counts
+from standby.restore import (
+    DumpRefused,
+    RestoreRequest,
+    execute_restore,
+    plan_restore,
+    read_marker,
+    verify_counts,
+)
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import MAINTENANCE_DB, EnvStep, RunbookEnv
 
 
 class Preflight(EnvStep):
+    """Check what the cutover needs, and choose the backup it will restore: the newest whose dump is whole."""
+
     name = "preflight"
+
+    def __init__(self, env: RunbookEnv, choice: catalog.BackupChoice = catalog.NEWEST) -> None:
+        super().__init__(env)
+        self.choice = choice
 
     def is_done(self, ctx: RunContext) -> bool:
         return "started_at" in ctx.facts
 
     def plan(self, ctx: RunContext) -> str:
-        return f"check the manifest, the backups in {self.env.store.describe()} and the standby database"
+        which = (
+            "the newest backup whose dump is whole"
+            if not self.choice.pinned
+            else f"backup {self.choice.backup}"
+        )
+        if self.choice.before:
+            which += f" with data from before {self.choice.before.isoformat()}"
+        return f"check the manifest, the standby database and {which} in {self.env.store.describe()}"
 
     def apply(self, ctx: RunContext) -> None:
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
-        newest = catalog.newest_complete(entries)
-        if newest is None or newest.manifest is None:
-            raise catalog.NoCompleteBackup(
-                f"no complete backup of {self.env.app} in {self.env.store.describe()}: nothing to restore."
-            )
+        skipped: list[catalog.Skipped] = []
+        chosen = choose(self.env, self.choice, skipped)
+        assert chosen.manifest is not None
         self.env.standby.database()  # the secret must be readable before anything is fenced
         now = datetime.now(UTC)
         ctx.facts["started_at"] = now.isoformat()
-        ctx.facts["newest_backup"] = newest.backup_id
-        ctx.facts["newest_backup_age_seconds"] = round(newest.age(now), 1)
+        ctx.facts["chosen_backup"] = chosen.backup_id
+        ctx.facts["skipped_backups"] = [s.to_json() for s in skipped]
+        ctx.facts["newest_backup_age_seconds"] = round(chosen.age(now), 1)
+        for s in skipped:
+            ctx.say(f"  skipping backup {s.backup_id}: {s.reason} (costs {s.rpo_cost_seconds:.0f} s of data)")
+
+
+def choose(
+    env: RunbookEnv,
+    choice: catalog.BackupChoice,
+    skipped: list[catalog.Skipped],
+    older_than: datetime | None = None,
+) -> catalog.CatalogEntry:
+    """The backup to restore: the first candidate (newest first) whose dump is whole."""
+    entries = catalog.read_catalog(env.store, env.manifest.backup_prefix, env.app)
+    candidates = choice.candidates(entries)
+    if older_than is not None:
+        candidates = [c for c in candidates if c.manifest is not None and c.manifest.snapshot_at < older_than]
+    chosen = catalog.first_intact(env.store, candidates, skipped)
+    if chosen is not None and chosen.manifest is not None and not choice.pinned:
+        # Newer backups the catalog refused (no manifest, a forged or future-dated one) cost data too.
+        newer_failed = [
+            e for e in entries if e.state is catalog.BackupState.FAILED and e.started_at > chosen.manifest.snapshot_at
+            and (older_than is None or e.started_at < older_than) and (choice.before is None or e.started_at < choice.before)
+        ]  # fmt: skip
+        for entry in newer_failed:
+            cost = round((entry.started_at - chosen.manifest.snapshot_at).total_seconds(), 1)
+            skipped.append(catalog.Skipped(entry.backup_id, str(entry.failure.get("error", "failed")), cost))
+    if chosen is None:
+        broken = "; ".join(f"{s.backup_id}: {s.reason}" for s in skipped)
+        raise catalog.NoCompleteBackup(
+            f"no complete backup of {env.app} in {env.store.describe()} with a whole dump: nothing to restore"
+            + (f" ({broken})." if broken else ".")
+        )
+    return chosen
 
 
 class AssessPrimary(EnvStep):
@@ -98,6 +149,11 @@ class FencePrimary(EnvStep):
 
 class FinalBackup(EnvStep):
     name = "final_backup"
+    updates = ("chosen_backup",)  # the final backup, when taken, is the one restored
+
+    def __init__(self, env: RunbookEnv, choice: catalog.BackupChoice = catalog.NEWEST) -> None:
+        super().__init__(env)
+        self.choice = choice
 
     def is_done(self, ctx: RunContext) -> bool:
         return "final_backup" in ctx.facts or not ctx.facts.get("primary_reachable")
@@ -127,6 +183,8 @@ class FinalBackup(EnvStep):
             ctx.facts["final_backup"] = None
             return
         ctx.facts["final_backup"] = manifest.backup_id
+        if not self.choice.pinned and self.choice.before is None:
+            ctx.facts["chosen_backup"] = manifest.backup_id  # the newest there can be: RPO close to zero
 
 
 class ScaleStandby(EnvStep):
@@ -155,51 +213,76 @@ class ScaleStandby(EnvStep):
 
 
 class Restore(EnvStep):
-    name = "restore"
+    """Restore the chosen backup; a dump that fails its hash is passed over for the next one (unless pinned)."""
 
-    def _newest(self) -> catalog.CatalogEntry:
+    name = "restore"
+    updates = ("chosen_backup", "skipped_backups")  # a dump refused while restoring is passed over
+
+    def __init__(self, env: RunbookEnv, choice: catalog.BackupChoice = catalog.NEWEST) -> None:
+        super().__init__(env)
+        self.choice = choice
+
+    def _chosen(self, ctx: RunContext) -> catalog.CatalogEntry:
         entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
-        return catalog.select_backup(entries)
+        return catalog.select_backup(entries, str(ctx.facts["chosen_backup"]))
 
     def is_done(self, ctx: RunContext) -> bool:
         target = self.env.standby.database()
         marker = read_marker(target.with_dbname(MAINTENANCE_DB), target.dbname)
-        newest = self._newest()
-        return marker is not None and marker.backup_id == newest.backup_id
+        return marker is not None and marker.backup_id == ctx.facts.get("chosen_backup")
 
     def plan(self, ctx: RunContext) -> str:
         note = forecast_note(self.env.store, self.env.manifest.backup_prefix, self.env.app)
         return (
-            f"restore the newest backup into the standby database (skipped if restore-ahead holds it){note}"
+            f"restore the chosen backup into the standby database (skipped if restore-ahead holds it){note}"
         )
 
     def apply(self, ctx: RunContext) -> None:
         target = self.env.standby.database()
-        server = target.with_dbname(MAINTENANCE_DB)
-        plan = plan_restore([self._newest()], target.dbname, now=datetime.now(UTC))
-        report = execute_restore(
-            plan,
-            RestoreRequest(
-                self.env.store,
-                server,
-                target.dbname,
-                self.env.pg_restore,
-                self.env.jobs,
-                self.env.manifest.sanity_sql,
-            ),
-            progress=lambda line: ctx.say(f"  {line}"),
-        )
+        while True:
+            chosen = self._chosen(ctx)
+            try:
+                report = execute_restore(
+                    plan_restore([chosen], target.dbname, now=datetime.now(UTC)),
+                    RestoreRequest(
+                        self.env.store,
+                        target.with_dbname(MAINTENANCE_DB),
+                        target.dbname,
+                        self.env.pg_restore,
+                        self.env.jobs,
+                        self.env.manifest.sanity_sql,
+                    ),
+                    progress=lambda line: ctx.say(f"  {line}"),
+                )
+                break
+            except DumpRefused as exc:
+                if self.choice.pinned:
+                    raise
+                # Pinned in the journal before the next try: a resume goes on from the replacement.
+                assert chosen.manifest is not None
+                skipped: list[catalog.Skipped] = []
+                instead = choose(self.env, self.choice, skipped, older_than=chosen.manifest.snapshot_at)
+                reason = " ".join(str(exc).split())
+                cost = catalog.Skipped(chosen.backup_id, reason, catalog.rpo_cost(chosen, instead))
+                ctx.facts["skipped_backups"] = [*ctx.facts.get("skipped_backups", []), cost.to_json()]
+                ctx.facts["skipped_backups"] += [s.to_json() for s in skipped]
+                ctx.facts["chosen_backup"] = instead.backup_id
+                ctx.say(
+                    f"  backup {chosen.backup_id} refused ({reason}); restoring {instead.backup_id} instead"
+                )
         ctx.facts["restore_seconds"] = round(sum(report.phases.values()), 1)
 
 
 class VerifyData(EnvStep):
+    """Prove the standby holds the chosen backup: its marker names it and every row count matches."""
+
     name = "verify_data"
 
     def is_done(self, ctx: RunContext) -> bool:
-        return bool(ctx.facts.get("verified"))
+        return False  # the proof is the database itself, read again on every run, never a flag
 
     def plan(self, ctx: RunContext) -> str:
-        return "every table's row count against the restored backup's manifest"
+        return "the restored database's marker and every table's row count against the backup's manifest"
 
     def apply(self, ctx: RunContext) -> None:
         target = self.env.standby.database()
@@ -208,12 +291,19 @@ class VerifyData(EnvStep):
             raise SafetyRefusal(
                 "the standby database carries no restore marker: it was not restored by standby."
             )
+        chosen = ctx.facts.get("chosen_backup")
+        if marker.backup_id != chosen:
+            raise SafetyRefusal(
+                f"the standby database holds backup {marker.backup_id}, not {chosen}, which this cutover chose: "
+                "something restored over it meanwhile. Find out what, then --resume."
+            )
         entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
         backup = catalog.select_backup(entries, marker.backup_id)
         assert backup.manifest is not None
         verify_counts(target, backup.manifest.tables)
         lost_from = datetime.fromisoformat(ctx.facts.get("fenced_at") or ctx.facts["started_at"])
         ctx.facts["verified"] = True
+        ctx.facts["verified_tables"] = len(backup.manifest.tables)
         ctx.facts["restored_backup"] = marker.backup_id
         ctx.facts["rpo_seconds"] = round(max(0.0, (lost_from - marker.snapshot_at).total_seconds()), 1)
 
@@ -262,15 +352,19 @@ class SwitchDns(EnvStep):
         ctx.facts["dns_target"] = self.env.manifest.load_balancer_dns
 
 
-def cutover_steps(env: RunbookEnv, primary_unreachable: bool = False) -> list[Step]:
+def cutover_steps(
+    env: RunbookEnv, primary_unreachable: bool = False, choice: catalog.BackupChoice = catalog.NEWEST
+) -> list[Step]:
+    # Data before traffic: the services scale up only once the restored data is verified, so no worker
+    # runs against stale data and nothing reconnects during the restore's switch.
     return [
-        Preflight(env),
+        Preflight(env, choice),
         AssessPrimary(env, primary_unreachable),
         FencePrimary(env),
-        FinalBackup(env),
-        ScaleStandby(env),
-        Restore(env),
+        FinalBackup(env, choice),
+        Restore(env, choice),
         VerifyData(env),
+        ScaleStandby(env),
         WaitHealthy(env),
         SwitchDns(env),
         VerifyPublic(env),
