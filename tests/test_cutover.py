@@ -338,3 +338,20 @@ def test_the_cutover_asks_the_zones_name_servers_after_the_switch(scene: Scene, 
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["facts"]["public_check"] == "1 name servers answer with AWS"
     assert set(server.queries) == {r["hostname"] for r in scene.manifest.records}
+
+
+def test_a_restore_that_cannot_fit_on_the_standby_is_refused_with_the_numbers(scene: Scene) -> None:
+    """A full disk would stop the database in use too: the restore refuses before it starts."""
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[{"MetricName": "FreeStorageSpace", "Value": 1_000_000.0, "Unit": "Bytes",
+                     "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": f"{scene.app}-standby"}]}],
+    )  # fmt: skip
+    before = scene.records()
+
+    run = scene.run(cutover.main)
+
+    assert run.code == 3, run.output
+    assert "step restore failed" in run.output
+    assert re.search(r"needs about \d+\.\d\d GB on the target server .* and 0\.00 GB are free", run.output)
+    assert scene.records() == before and scene.mode() == "warm"

@@ -122,23 +122,25 @@ def test_a_round_trip_keeps_every_count_function_trigger_partition_and_view(
     assert 0 <= report["rpo_seconds"] < 600
 
 
-def test_a_second_restore_keeps_the_previous_database_until_the_operator_drops_it(
+def test_restores_keep_the_newest_previous_database_and_drop_older_ones(
     pg_server: LocalPostgres, source_url: str, store: LocalStore
 ) -> None:
-    _backup(source_url, store)
+    """A scheduled restore-ahead must not add a full copy each time until the disk is full."""
     target = _target(pg_server)
-    assert _restore(store, target).returncode == 0
-    with psycopg.connect(source_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Arrival')")
-    _backup(source_url, store)
-
-    assert _restore(store, target).returncode == 0
-
     name = conninfo_to_dict(target)["dbname"]
+    for late in range(3):
+        with psycopg.connect(source_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', %s)", [str(late)])
+        _backup(source_url, store)
+        time.sleep(1.01)  # the previous databases are named to the second
+        result = _restore(store, target)
+        assert result.returncode == 0, result.stderr
+
     kept = [d for d in _databases(pg_server) if d.startswith(f"{name}__before_")]
     assert len(kept) == 1
-    assert count_tables(target, ["public.actor"])["public.actor"] == 201
-    assert count_tables(pg_server.url(kept[0]), ["public.actor"])["public.actor"] == 200
+    assert "dropped" in result.stdout
+    assert count_tables(target, ["public.actor"])["public.actor"] == 203
+    assert count_tables(pg_server.url(kept[0]), ["public.actor"])["public.actor"] == 202  # the one before
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(
@@ -459,3 +461,37 @@ def test_without_target_url_the_standby_manifest_names_the_database_and_its_sani
     assert (
         target not in result.stdout + result.stderr
     )  # the URL comes from the secret and stays out of output
+
+
+@pytest.mark.parametrize(
+    ("check", "said"),
+    [
+        (
+            "WITH gone AS (DELETE FROM actor RETURNING 1) SELECT count(*) > 0 FROM gone",
+            "tried to change the data",
+        ),
+        ("SELECT true; DELETE FROM actor", "sanity check failed"),
+        ("SELECT true; COMMIT; DELETE FROM actor", "sanity check failed"),
+    ],
+    ids=["a modifying query", "two statements", "a commit in between"],
+)
+def test_a_sanity_check_can_look_but_never_change_the_data(
+    pg_server: LocalPostgres,
+    source_url: str,
+    store: LocalStore,
+    capsys: pytest.CaptureFixture[str],
+    check: str,
+    said: str,
+) -> None:
+    from standby.commands import restore
+
+    _backup(source_url, store)
+    target = _target(pg_server)
+    argv = ["--app", APP, "--folder", str(store.root), "--target-url", target, "--yes"]
+    assert restore.main(argv) == 0
+    before = _databases(pg_server)
+
+    assert restore.main([*argv, "--sanity-sql", check]) == 3
+    assert said in capsys.readouterr().err
+    assert count_tables(target, ["public.actor"]) == {"public.actor": 200}  # still the first restore's
+    assert _databases(pg_server) == before  # the refused copy is gone, nothing switched

@@ -121,6 +121,7 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             tables=tables,
             source=request.source.redacted,
             source_side=request.source_side,
+            database_size=int(db_size),
             compression=request.compression,
         )
         request.store.put_json(f"{base}{catalog.MANIFEST}", manifest.to_json())

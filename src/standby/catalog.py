@@ -67,6 +67,7 @@ class BackupManifest:
     # Which side's database was dumped: "heroku", "standby:<region>" once the standby is live (the chain
     # goes on there), or "url" for a database named on the command line.
     source_side: str = "heroku"
+    database_size: int = 0  # bytes the source database took (pg_database_size); 0 in older manifests
     dump_format: str = "custom"
     compression: str = "gzip:1"
     format: int = MANIFEST_FORMAT
@@ -89,6 +90,7 @@ class BackupManifest:
             "tables": dict(sorted(self.tables.items())),
             "source": self.source,
             "source_side": self.source_side,
+            "database_size": self.database_size,
         }
 
     @classmethod
@@ -117,6 +119,7 @@ class BackupManifest:
                 tables={str(k): int(v) for k, v in doc["tables"].items()},
                 source=str(doc["source"]),
                 source_side=str(doc.get("source_side", "heroku")),  # manifests from before it was recorded
+                database_size=int(doc.get("database_size", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(

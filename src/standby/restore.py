@@ -41,6 +41,10 @@ BEFORE: Final = "__before_"
 TOC_PROBE: Final = 1024 * 1024  # bytes read before trying to list the archive
 MAX_IDENT: Final = 63  # PostgreSQL's identifier length
 SWITCH_ATTEMPTS: Final = 5
+KEEP_PREVIOUS: Final = 1
+DUMP_TO_DATABASE: Final = 5  # a gzip-1 custom dump of a database with its indexes is about a fifth of it
+HEADROOM: Final = 1.2  # WAL, temporary files and growth while the restore runs
+SANITY_TIMEOUT: Final = "60s"
 
 # TOC entries a Heroku dump carries that a database elsewhere refuses or already has:
 # - COMMENT ON EXTENSION needs ownership of the extension (RDS refuses it);
@@ -157,6 +161,7 @@ class RestoreReport:
     switched: bool = False
     previous_database: str | None = None
     skipped: str | None = None
+    dropped: list[str] = field(default_factory=list)  # older previous databases dropped after the switch
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,6 +172,7 @@ class RestoreReport:
             "rpo_seconds": round(self.rpo_seconds, 1),
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "previous_database": self.previous_database,
+            "dropped": self.dropped,
             "skipped": self.skipped,
         }
 
@@ -180,6 +186,8 @@ class RestoreRequest:
     jobs: int = os.cpu_count() or 2
     sanity_sql: tuple[str, ...] = ()
     scratch: Path | None = None  # where the dump is downloaded
+    keep_previous: int = KEEP_PREVIOUS  # databases the switches renamed away that are kept, newest first
+    free_bytes: int | None = None  # free storage on the target server, when known (RDS: FreeStorageSpace)
 
 
 Progress = Callable[[str], None]
@@ -220,6 +228,7 @@ def execute_restore(
         return report
     phase = _Phases(report, progress)
     _drop_leftovers(request, plan.target, progress)
+    check_room(manifest, request)
     require_at_least(
         request.pg_restore,
         PgVersion.parse(manifest.pg_dump_version),
@@ -264,6 +273,7 @@ def execute_restore(
         with phase("switch", f"switching {plan.target} to the restored database"):
             report.previous_database = _switch(request.server, plan, manifest)
         report.switched = True
+        report.dropped = drop_previous(request.server, plan.target, request.keep_previous, progress)
     report.rpo_seconds = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()
     return report
 
@@ -378,11 +388,47 @@ def _analyze(database: Database) -> None:
 
 
 def _sanity(database: Database, checks: tuple[str, ...]) -> None:
+    """Each check in a read-only transaction that is rolled back: a check may look, never change.
+
+    Prepared, so a check is one statement: "SELECT true; COMMIT; DELETE ..." cannot step outside.
+    """
     with database.connect() as conn:
-        for check in checks:
-            row = conn.execute(check.encode()).fetchone()
-            if not row or row[0] is not True:
-                raise RestoreRefused(f"sanity check failed (it must return true): {check}")
+        conn.read_only = True
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(SANITY_TIMEOUT)))
+        try:
+            for check in checks:
+                try:
+                    row = conn.execute(check.encode(), prepare=True).fetchone()
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    raise RestoreRefused(
+                        f"sanity check tried to change the data (checks may only read): {check}"
+                    ) from None
+                except psycopg.Error as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise RestoreRefused(f"sanity check failed ({first}): {check}") from None
+                if not row or row[0] is not True:
+                    raise RestoreRefused(f"sanity check failed (it must return true): {check}")
+        finally:
+            conn.rollback()
+
+
+def check_room(manifest: BackupManifest, request: RestoreRequest) -> None:
+    """Refuse a restore that cannot fit beside the database in use: a full disk stops the live one too."""
+    if request.free_bytes is None:
+        return
+    needed = int((manifest.database_size or manifest.size * DUMP_TO_DATABASE) * HEADROOM)
+    if needed > request.free_bytes:
+        previous = previous_databases(request.server, request.target)
+        hint = (
+            f" Previous databases kept on it: {', '.join(previous)}; dropping them frees room."
+            if previous
+            else " Grow the storage (`allocatedStorage`), or restore elsewhere with --target-url."
+        )
+        raise RestoreRefused(
+            f"backup {manifest.backup_id} needs about {needed / 1e9:.2f} GB on the target server (its database "
+            f"was {(manifest.database_size or manifest.size * DUMP_TO_DATABASE) / 1e9:.2f} GB, plus {HEADROOM - 1:.0%} "
+            f"headroom) and {request.free_bytes / 1e9:.2f} GB are free: nothing was restored.{hint}"
+        )
 
 
 def _create_database(server: Database, name: str) -> None:
@@ -395,14 +441,30 @@ def drop_database(server: Database, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _databases_with(server: Database, prefix: str) -> list[str]:
+    """Databases whose names start with `prefix` (compared here, not with LIKE: `_` is a LIKE wildcard)."""
+    with server.connect(autocommit=True) as conn:
+        names = [str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")]
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+def previous_databases(server: Database, target: str) -> list[str]:
+    """The databases earlier switches renamed away from `target`, newest first."""
+    return sorted(_databases_with(server, target[: MAX_IDENT - len(BEFORE) - 14] + BEFORE), reverse=True)
+
+
+def drop_previous(server: Database, target: str, keep: int, progress: Progress) -> list[str]:
+    """Keep the newest `keep` previous databases, drop the rest: a scheduled restore must not fill the disk."""
+    dropped = previous_databases(server, target)[keep:]
+    for name in dropped:
+        progress(f"dropping {name}: only the newest {keep} previous database(s) are kept")
+        drop_database(server, name)
+    return dropped
+
+
 def _drop_leftovers(request: RestoreRequest, target: str, progress: Progress) -> None:
     """Drop what crashed or failed restores left: their databases were never in use."""
-    with request.server.connect(autocommit=True) as conn:
-        pattern = target[: MAX_IDENT - len(RESTORING) - 6] + RESTORING + "%"
-        names = [
-            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
-        ]
-    for name in names:
+    for name in _databases_with(request.server, target[: MAX_IDENT - len(RESTORING) - 6] + RESTORING):
         progress(f"dropping {name}, left by an interrupted restore")
         drop_database(request.server, name)
 
@@ -414,32 +476,60 @@ def _switch(server: Database, plan: RestorePlan, manifest: BackupManifest) -> st
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [plan.target]).fetchone()
         renames = [(plan.target, plan.previous_name)] if exists else []
         renames.append((plan.new_database, plan.target))
-        for attempt in range(SWITCH_ATTEMPTS):
-            # Sessions on the old database would keep using it after the rename; end them. An app that
-            # reconnects in between makes the rename fail; then end them again.
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                [plan.target],
-            )
-            try:
-                with conn.transaction():
-                    for old, new in renames:
-                        conn.execute(
-                            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                                sql.Identifier(old), sql.Identifier(new)
-                            )
-                        )
+        if exists:
+            # No new session may reach the old database from here on: a pool that reconnects cannot hold
+            # the rename up, and nothing writes into what becomes the previous database.
+            _allow_connections(conn, plan.target, False)
+        try:
+            _rename(conn, plan, renames, marker)
+        except BaseException:
+            if exists:
+                _allow_connections(conn, plan.target, True)  # still the database in use: open it again
+            raise
+        if exists:  # renamed away: nothing reaches it by the app's name, and people may look into it
+            _allow_connections(conn, plan.previous_name, True)
+    return plan.previous_name if exists else None
+
+
+def _allow_connections(conn: psycopg.Connection[tuple[Any, ...]], name: str, allow: bool) -> None:
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(name), sql.SQL("true" if allow else "false")
+        )
+    )
+
+
+def _rename(
+    conn: psycopg.Connection[tuple[Any, ...]],
+    plan: RestorePlan,
+    renames: list[tuple[str, str]],
+    marker: RestoredMarker,
+) -> None:
+    for attempt in range(SWITCH_ATTEMPTS):
+        # Sessions on the old database would keep using it after the rename; end them. An app that
+        # reconnects in between makes the rename fail; then end them again.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [plan.target],
+        )
+        try:
+            with conn.transaction():
+                for old, new in renames:
                     conn.execute(
-                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                            sql.Identifier(plan.target), sql.Literal(marker.to_comment())
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                            sql.Identifier(old), sql.Identifier(new)
                         )
                     )
-                break
-            except psycopg.errors.ObjectInUse:
-                if attempt + 1 == SWITCH_ATTEMPTS:
-                    raise RestoreRefused(
-                        f"{plan.target} kept being reconnected to during the switch; stop the app's services and "
-                        f"run again. The restored database {plan.new_database} is verified and was kept."
-                    ) from None
-                time.sleep(0.2 * (attempt + 1))
-    return plan.previous_name if exists else None
+                conn.execute(
+                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                        sql.Identifier(plan.target), sql.Literal(marker.to_comment())
+                    )
+                )
+            break
+        except psycopg.errors.ObjectInUse:
+            if attempt + 1 == SWITCH_ATTEMPTS:
+                raise RestoreRefused(
+                    f"{plan.target} kept being reconnected to during the switch; stop the app's services and "
+                    f"run again. The restored database {plan.new_database} is verified and was kept."
+                ) from None
+            time.sleep(0.2 * (attempt + 1))

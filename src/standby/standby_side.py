@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import boto3
 
+from standby.aws_errors import AWS_ERRORS, aws_failure
 from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
@@ -23,6 +25,8 @@ from standby.live_side import region_mode
 from standby.pg_url import Database, parse_database_url
 from standby.runbook.engine import RunContext
 from standby.standby_manifest import StandbyManifest, read_database_url
+
+FREE_STORAGE_WINDOW: Final = timedelta(minutes=15)  # RDS publishes FreeStorageSpace every minute
 
 
 class AwsStandby:
@@ -119,6 +123,27 @@ class AwsStandby:
 
     def database(self) -> Database:
         return parse_database_url(self.database_url(), "standby database URL")
+
+    def free_storage(self) -> int | None:
+        """Free bytes on the standby's RDS instance: its newest FreeStorageSpace (None when unknown)."""
+        instance = self.manifest.database_instance
+        if not instance:
+            return None
+        now = datetime.now(UTC)
+        try:
+            answer = self.client("cloudwatch").get_metric_statistics(
+                Namespace="AWS/RDS",
+                MetricName="FreeStorageSpace",
+                Dimensions=[{"Name": "DBInstanceIdentifier", "Value": instance}],
+                StartTime=now - FREE_STORAGE_WINDOW,
+                EndTime=now + timedelta(minutes=1),  # the current minute's datapoint included
+                Period=60,
+                Statistics=["Minimum"],
+            )
+        except AWS_ERRORS as exc:
+            raise aws_failure(exc, f"reading the free storage of {instance}") from None
+        points = sorted(answer["Datapoints"], key=lambda p: p["Timestamp"])
+        return int(points[-1]["Minimum"]) if points else None
 
     def _settings_secret(self) -> str:
         if not self.manifest.settings_secret:

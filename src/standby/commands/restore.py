@@ -26,9 +26,17 @@ from standby.commands.common import (
 from standby.errors import ConfigError, SafetyRefusal
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url, same_database
-from standby.restore import RestoreReport, RestoreRequest, execute_restore, plan_restore, read_marker
+from standby.restore import (
+    KEEP_PREVIOUS,
+    RestoreReport,
+    RestoreRequest,
+    execute_restore,
+    plan_restore,
+    read_marker,
+)
 from standby.runbook.lock import DynamoDbLock, Holder
 from standby.standby_manifest import StandbyManifest, read_database_url
+from standby.standby_side import AwsStandby
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
     parser.add_argument("--sanity-sql", action="append", default=[], help="a query that must return true")
     parser.add_argument("--scratch", type=Path, help="folder for the downloaded dump (default: temp)")
+    parser.add_argument(
+        "--keep-previous",
+        type=int,
+        default=KEEP_PREVIOUS,
+        help="previous databases kept after the switch, newest first (older ones are dropped)",
+    )
     parser.add_argument(
         "--replace-live",
         action="store_true",
@@ -88,9 +102,11 @@ def _main(args: argparse.Namespace) -> int:
     # A restore into the standby's database holds the app's lock: it excludes a cutover, a failback and
     # a drill, and the live side is read under it.
     with _app_lock(context, args) if standby_db and not args.dry_run else contextlib.nullcontext():
+        free = None
         if standby_db is not None and context.manifest is not None and same_database(target_db, standby_db):
             _refuse_over_live(context.manifest, target_db, args)
-        return _restore(args, context, target_db)
+            free = AwsStandby(context.manifest).free_storage()
+        return _restore(args, context, target_db, free)
 
 
 @contextlib.contextmanager
@@ -124,7 +140,7 @@ def _refuse_over_live(manifest: StandbyManifest, target: Database, args: argpars
         raise SafetyRefusal("the app's name was not typed: nothing was changed.")
 
 
-def _restore(args: argparse.Namespace, context: StoreContext, target_db: Database) -> int:
+def _restore(args: argparse.Namespace, context: StoreContext, target_db: Database, free: int | None) -> int:
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
     plan = plan_restore(
@@ -141,20 +157,20 @@ def _restore(args: argparse.Namespace, context: StoreContext, target_db: Databas
         say(f"  {line}")
     if args.dry_run or plan.skip_reason:
         if plan.skip_reason:
-            _report(execute_restore(plan, _request(args, context, server, target_db.dbname)), args.json)
+            _report(execute_restore(plan, _request(args, context, server, target_db.dbname, free)), args.json)
         return cli.EXIT_OK
     if not confirm(f"Restore backup {plan.backup.backup_id} into {target_db.dbname}?", args.yes):
         say("aborted; nothing was changed.")
         return cli.EXIT_FAILED
     report = execute_restore(
-        plan, _request(args, context, server, target_db.dbname), progress=lambda line: say(f"  {line}")
+        plan, _request(args, context, server, target_db.dbname, free), progress=lambda line: say(f"  {line}")
     )
     _report(report, args.json)
     return cli.EXIT_OK
 
 
 def _request(
-    args: argparse.Namespace, context: StoreContext, server: Database, target: str
+    args: argparse.Namespace, context: StoreContext, server: Database, target: str, free: int | None
 ) -> RestoreRequest:
     if args.scratch is not None and not args.scratch.is_dir():
         raise ConfigError([f"--scratch {args.scratch} is not a folder: create it, or leave --scratch out."])
@@ -166,6 +182,8 @@ def _request(
         jobs=args.jobs,
         sanity_sql=tuple(args.sanity_sql) + (context.manifest.sanity_sql if context.manifest else ()),
         scratch=args.scratch,
+        keep_previous=args.keep_previous,
+        free_bytes=free,
     )
 
 
@@ -176,7 +194,9 @@ def _report(report: RestoreReport, json_path: Path | None) -> None:
         phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.phases.items())
         print(
             f"restored backup {report.backup_id} into {report.target}: verified, switched "
-            f"(previous database kept as {report.previous_database or '-'}); data age {report.rpo_seconds / 60:.1f} min; "
+            f"(previous database kept as {report.previous_database or '-'}"
+            + (f"; dropped {', '.join(report.dropped)}" if report.dropped else "")
+            + f"); data age {report.rpo_seconds / 60:.1f} min; "
             f"{phases}"
         )
     if json_path:

@@ -143,6 +143,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         region=spec.region,
         backup_bucket=bucket,
         database_secret=secret["ARN"],
+        database_instance=f"{app}-standby",  # as StandbyDatabase names it; moto runs no instance
         sanity_sql=spec.sanity_sql,
         topic_arn=topic,
         cluster=cluster,

@@ -251,6 +251,7 @@ class Restore(EnvStep):
                         self.env.pg_restore,
                         self.env.jobs,
                         self.env.manifest.sanity_sql,
+                        free_bytes=self.env.standby.free_storage(),
                     ),
                     progress=lambda line: ctx.say(f"  {line}"),
                 )
