@@ -157,7 +157,11 @@ def build_scene(
         BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
     )
     web = WebStandIn()
-    with HerokuFake(TOKEN, pg_restore=str(find_tool("pg_restore").path)) as heroku:
+    tools = {
+        "pg_restore": str(find_tool("pg_restore").path),
+        "pg_dump": str(find_tool("pg_dump").path),
+    }  # Heroku's own
+    with HerokuFake(TOKEN, pg_restore=tools["pg_restore"], pg_dump=tools["pg_dump"]) as heroku:
         heroku.add_app(
             FakeApp(app, config_vars={**(settings or {}), "DATABASE_URL": source}, formation={
                 "web": {"quantity": 3, "size": "Standard-2X"}, "worker": {"quantity": 2, "size": "Standard-1X"}})

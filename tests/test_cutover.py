@@ -314,8 +314,46 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
     report = json.loads((tmp_path / "failback.json").read_text())
     assert report["verified"] is True
     assert [s["name"] for s in report["steps"]] == [
-        "preflight", "fence_standby", "dump_standby", "restore_heroku", "unfence_heroku", "switch_dns_back",
-        "standby_base_mode"]  # fmt: skip
+        "preflight", "fence_standby", "dump_standby", "capture_heroku", "restore_heroku", "unfence_heroku",
+        "switch_dns_back", "standby_base_mode"]  # fmt: skip
+    # Heroku's own database was kept first, as Heroku keeps backups: the way back from a bad failback.
+    kept = report["facts"]["heroku_backup"]
+    assert scene.heroku.backups[kept].startswith(b"PGDMP")
+    posts = [r.path for r in scene.heroku.requests if r.method == "POST" and r.path.startswith("/client/")]
+    assert [p.rsplit("/", 1)[-1] for p in posts] == ["backups", "restores"]
+
+
+def test_failback_refuses_to_restore_over_a_heroku_that_is_not_fenced(scene: Scene) -> None:
+    assert scene.run(cutover.main).code == 0
+    scene.heroku.apps[scene.app].maintenance = False  # someone turned maintenance off by hand
+    before = count_tables(scene.source, ["public.actor"])
+    with psycopg.connect(scene.standby, autocommit=True) as conn:
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Aws', 'Era')")
+
+    run = scene.run(failback.main)
+
+    assert run.code == 3, run.output
+    assert "step restore_heroku failed: Heroku is not fenced" in run.output
+    assert count_tables(scene.source, ["public.actor"]) == before  # Heroku's data untouched
+    assert not [r for r in scene.heroku.requests if r.path.endswith("/restores")]
+
+
+def test_failback_waits_for_the_standby_tasks_to_stop_and_refuses_while_they_run(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS drains tasks after a scale to zero; moto stops them at once, so the stand-in keeps one running."""
+    from standby.runbooks import failback as failback_runbook
+
+    assert scene.run(cutover.main).code == 0
+    monkeypatch.setattr(failback_runbook, "DRAIN_TIMEOUT", 1.0)
+    monkeypatch.setattr(failback_runbook, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(AwsStandby, "running_counts", lambda self: {"web": 1, "worker": 0})
+
+    run = scene.run(failback.main)
+
+    assert run.code == 3, run.output
+    assert "step fence_standby failed: standby tasks still run 1 s after scaling to zero" in run.output
+    assert not [r for r in scene.heroku.requests if r.path.endswith(("/restores", "/backups"))]
 
 
 @pytest.mark.slow

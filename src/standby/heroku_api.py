@@ -130,6 +130,11 @@ class HerokuClient:
         path = f"/client/v11/databases/{_q(addon_id)}/restores"
         return dict(self.request("POST", path, {"backup_url": backup_url}, base=self.data_api_url))
 
+    def capture_backup(self, addon_id: str) -> dict[str, Any]:
+        """Start `pg:backups:capture`: Heroku backs the database up into its own storage (a transfer)."""
+        path = f"/client/v11/databases/{_q(addon_id)}/backups"
+        return dict(self.request("POST", path, {}, base=self.data_api_url))
+
     def transfer(self, app: str, transfer_id: str) -> dict[str, Any]:
         path = f"/client/v11/apps/{_q(app)}/transfers/{_q(transfer_id)}"
         return dict(self.request("GET", path, base=self.data_api_url))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient
@@ -69,17 +69,26 @@ class HerokuSide:
     def restore_database(self, dump_url: str, timeout: float = TRANSFER_TIMEOUT) -> None:
         """Heroku's `pg:backups:restore URL` into the app's database, waited for until it succeeded."""
         addon = self.client.postgres_addon(self.app)
-        transfer = self.client.restore_database(addon["id"], dump_url)
+        self._wait(self.client.restore_database(addon["id"], dump_url), "restore", timeout)
+
+    def capture_backup(self, timeout: float = TRANSFER_TIMEOUT) -> str:
+        """Heroku's `pg:backups:capture`, waited for: the backup's name (b001, ...), kept by Heroku."""
+        addon = self.client.postgres_addon(self.app)
+        transfer = self._wait(self.client.capture_backup(addon["id"]), "backup", timeout)
+        return f"b{int(transfer['num']):03d}"
+
+    def _wait(self, transfer: dict[str, Any], what: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while not transfer.get("finished_at"):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
-                    f"Heroku's restore {transfer['uuid']} did not finish; check `heroku pg:backups`."
+                    f"Heroku's {what} {transfer['uuid']} did not finish; check `heroku pg:backups`."
                 )
             time.sleep(5)
             transfer = self.client.transfer(self.app, str(transfer["uuid"]))
         if not transfer.get("succeeded"):
-            raise SafetyRefusal(f"Heroku's restore {transfer['uuid']} failed; see `heroku pg:backups:info`.")
+            raise SafetyRefusal(f"Heroku's {what} {transfer['uuid']} failed; see `heroku pg:backups:info`.")
+        return transfer
 
     # --- the app's settings ----------------------------------------------------------------------------
 

@@ -80,10 +80,17 @@ class HerokuFake:
     """The fake API and its state. Use as a context manager, or `start()` / `stop()`."""
 
     def __init__(
-        self, token: str, host: str = "127.0.0.1", port: int = 0, pg_restore: str | None = None
+        self,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        pg_restore: str | None = None,
+        pg_dump: str | None = None,
     ) -> None:
         self.token = token
         self.pg_restore = pg_restore  # Heroku restores backups with pg_restore too
+        self.pg_dump = pg_dump  # and captures them with pg_dump
+        self.backups: dict[str, bytes] = {}  # captured backups by name (b001, ...), as Heroku keeps them
         self.transfers: dict[str, dict[str, Any]] = {}
         self.apps: dict[str, FakeApp] = {}
         self.requests: list[RecordedRequest] = []
@@ -240,13 +247,21 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
 
         def _data_api(self, method: str, parts: list[str], body: Any) -> None:
-            """The Heroku Postgres API subset behind `heroku pg:backups:restore URL`."""
+            """The Heroku Postgres API subset behind `heroku pg:backups:restore URL` and `pg:backups:capture`."""
             if method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "restores":
                 app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
                 if app is None:
                     self._error(404, "not_found", "Couldn't find that database.")
                     return
                 transfer = _restore_from_url(fake.pg_restore, str((body or {}).get("backup_url", "")), app)
+                fake.transfers[transfer["uuid"]] = transfer
+                self._send(201, transfer)
+            elif method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "backups":
+                app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
+                if app is None:
+                    self._error(404, "not_found", "Couldn't find that database.")
+                    return
+                transfer = _capture(fake, app)
                 fake.transfers[transfer["uuid"]] = transfer
                 self._send(201, transfer)
             elif method == "GET" and len(parts) == 4 and parts[0] == "apps" and parts[2] == "transfers":
@@ -299,3 +314,21 @@ def _restore_from_url(pg_restore: str | None, url: str, app: FakeApp) -> dict[st
             succeeded = False
     transfer |= {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "succeeded": succeeded}
     return transfer
+
+
+def _capture(fake: HerokuFake, app: FakeApp) -> dict[str, Any]:
+    """Do what Heroku does for `pg:backups:capture`: pg_dump the database into its own storage."""
+    num = len(fake.transfers) + 1
+    transfer: dict[str, Any] = {"uuid": str(uuid.uuid4()), "num": num, "from_type": "pg_dump", "to_type": "gof3r",
+                                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+    try:
+        result = subprocess.run(
+            [fake.pg_dump or "pg_dump", "--format=custom", f"--dbname={app.config_vars['DATABASE_URL']}"],
+            capture_output=True, timeout=600,
+        )  # fmt: skip
+        succeeded = result.returncode == 0
+        if succeeded:
+            fake.backups[f"b{num:03d}"] = result.stdout
+    except (OSError, KeyError):
+        succeeded = False
+    return transfer | {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "succeeded": succeeded}

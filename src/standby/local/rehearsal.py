@@ -139,7 +139,13 @@ def rehearse(
         load_pagila(heroku_db, rentals=rentals)
         standby_db = postgres.url("standby_app")
         health = stack.enter_context(_health_app(lambda: standby_db))
-        heroku = stack.enter_context(HerokuFake(TOKEN, pg_restore=str(find_tool("pg_restore").path)))
+        tools = {
+            "pg_restore": str(find_tool("pg_restore").path),
+            "pg_dump": str(find_tool("pg_dump").path),
+        }  # Heroku's own
+        heroku = stack.enter_context(
+            HerokuFake(TOKEN, pg_restore=tools["pg_restore"], pg_dump=tools["pg_dump"])
+        )
         ai, settings = _ai_providers(stack) if ai_provider else (None, {})
         heroku.add_app(FakeApp(APP, config_vars={**settings, "DATABASE_URL": heroku_db}, formation={
             "web": {"quantity": 2, "size": "Standard-2X"}, "worker": {"quantity": 1, "size": "Standard-1X"}}))  # fmt: skip

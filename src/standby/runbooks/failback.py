@@ -1,12 +1,14 @@
 """The failback from the AWS standby to Heroku, as runbook steps.
 
-preflight -> fence the standby (services to zero: no more writes) -> dump it -> restore the dump into
-Heroku Postgres from a presigned URL (Heroku's own `pg:backups:restore`) -> verify Heroku's row counts ->
+preflight -> fence the standby (services to zero, until no task runs: no more writes) -> dump it ->
+capture Heroku's own backup of its database (the way back) -> restore the dump into Heroku Postgres from a
+presigned URL (Heroku's own `pg:backups:restore`), only while Heroku is fenced -> verify Heroku's row counts ->
 unfence Heroku (dynos back, maintenance off) -> DNS back to Heroku -> the standby back to its base mode.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Final
 
@@ -20,6 +22,8 @@ from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
 
 URL_LIFETIME: Final = 3600  # seconds the presigned URL for Heroku stays valid
+DRAIN_TIMEOUT: Final = 300.0  # seconds for the standby's tasks to stop (ECS drains the load balancer first)
+POLL_SECONDS: Final = 3.0
 
 
 class FailbackPreflight(EnvStep):
@@ -40,13 +44,20 @@ class FailbackPreflight(EnvStep):
 
 
 class FenceStandby(EnvStep):
+    """The standby's services to zero, until no task runs: a draining task can still write."""
+
     name = "fence_standby"
 
     def is_done(self, ctx: RunContext) -> bool:
-        return "formation" in ctx.facts and not any(self.env.standby.desired_counts().values())
+        standby = self.env.standby
+        return (
+            "formation" in ctx.facts
+            and not any(standby.desired_counts().values())
+            and not any(standby.running_counts().values())
+        )
 
     def plan(self, ctx: RunContext) -> str:
-        return "ECS services to zero: the standby stops taking writes"
+        return "ECS services to zero, and wait until no task runs: the standby stops taking writes"
 
     def apply(self, ctx: RunContext) -> None:
         if "formation" not in ctx.facts:  # Heroku gets these counts back
@@ -54,9 +65,19 @@ class FenceStandby(EnvStep):
         self.env.standby.scale(dict.fromkeys(self.env.manifest.services, 0))
 
     def verify(self, ctx: RunContext) -> None:
-        desired = self.env.standby.desired_counts()
-        if any(desired.values()):
-            raise SafetyRefusal(f"standby services still run: {desired}")
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while True:
+            desired, running = self.env.standby.desired_counts(), self.env.standby.running_counts()
+            if not any(desired.values()) and not any(running.values()):
+                return
+            if time.monotonic() > deadline:
+                still = {k: v for k, v in running.items() if v}
+                raise SafetyRefusal(
+                    f"standby tasks still run {DRAIN_TIMEOUT:.0f} s after scaling to zero (desired {desired}, running "
+                    f"{still}): they may still write, so nothing was copied to Heroku. Check the ECS services' "
+                    "events, stop the tasks, then --resume."
+                )
+            time.sleep(POLL_SECONDS)
 
 
 class DumpStandby(EnvStep):
@@ -81,6 +102,22 @@ class DumpStandby(EnvStep):
         ctx.facts["failback_backup"] = manifest.backup_id
 
 
+class CaptureHeroku(EnvStep):
+    """Heroku's own backup of what its database holds now, before the restore replaces it."""
+
+    name = "capture_heroku"
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return bool(ctx.facts.get("heroku_backup"))
+
+    def plan(self, ctx: RunContext) -> str:
+        return "capture a Heroku backup of its database as it is now (pg:backups:capture): the way back"
+
+    def apply(self, ctx: RunContext) -> None:
+        ctx.facts["heroku_backup"] = self.env.primary.capture_backup()
+        ctx.say(f"  Heroku kept its database as backup {ctx.facts['heroku_backup']} (`heroku pg:backups`)")
+
+
 class RestoreHeroku(EnvStep):
     name = "restore_heroku"
 
@@ -97,6 +134,18 @@ class RestoreHeroku(EnvStep):
         return "Heroku restores the dump into its Postgres from a presigned URL (pg:backups:restore)"
 
     def apply(self, ctx: RunContext) -> None:
+        # Checked now, not at the start: only a fenced Heroku and a stopped standby make the copy the last word.
+        if not self.env.primary.is_fenced():
+            raise SafetyRefusal(
+                "Heroku is not fenced (maintenance mode is off or dynos run): restoring over its database while "
+                "it may take writes would lose them. Fence it again (`heroku maintenance:on`, `heroku ps:scale "
+                "web=0 ...`), then --resume."
+            )
+        running = {k: v for k, v in self.env.standby.running_counts().items() if v}
+        if running:
+            raise SafetyRefusal(
+                f"standby tasks run again ({running}): their writes would be lost. Stop them, then --resume."
+            )
         backup = self._backup(ctx)
         s3 = self.env.standby.client("s3")
         url = s3.generate_presigned_url(
@@ -166,6 +215,7 @@ def failback_steps(env: RunbookEnv) -> list[Step]:
         FailbackPreflight(env),
         FenceStandby(env),
         DumpStandby(env),
+        CaptureHeroku(env),
         RestoreHeroku(env),
         UnfenceHeroku(env),
         SwitchDnsBack(env),
