@@ -110,11 +110,22 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return next(d for d in self.declared if d.name == name)
 
 
+OPTIONS: dict[str, pulumi.ResourceOptions] = {}  # resource name -> its options, from the last run_program
+
+
+def _record_options(args: pulumi.ResourceTransformationArgs) -> None:
+    """The mocks see inputs only; a stack transformation sees each resource's options (protect, ...)."""
+    OPTIONS[args.name] = args.opts
+    return None
+
+
 def run_program(program: Callable[[], Any]) -> Any:
     """Run `program` as the Pulumi engine would, and wait until every resource is registered."""
     result: dict[str, Any] = {}
+    OPTIONS.clear()
 
     def body() -> None:
+        pulumi.runtime.register_stack_transformation(_record_options)
         result["value"] = program()
 
     _sync_await(run_pulumi_func(body))

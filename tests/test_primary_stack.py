@@ -9,9 +9,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from standby.names import PrimaryOutput
+from standby.names import PrimaryOutput, mode_parameter
 from tests.conftest import ROOT, sample_config, set_pulumi_config
-from tests.pulumi_harness import RecordingMocks, resolve, run_program, unwrap
+from tests.pulumi_harness import OPTIONS, RecordingMocks, resolve, run_program, unwrap
 
 APP = "heroku:app/app:App"
 ADDON = "heroku:addon/addon:Addon"
@@ -200,3 +200,41 @@ def test_ai_config_mistakes_are_named(
     with pytest.raises(ConfigError) as refused:
         validate(primary_config, secret_keys={"standby:secretConfigVars"})
     assert any(message in problem for problem in refused.value.problems), refused.value.problems
+
+
+def test_what_cannot_be_recreated_is_protected_and_kept_on_delete(
+    pulumi_mocks: RecordingMocks, primary_config: dict[str, Any]
+) -> None:
+    _run_primary(primary_config)
+    for declared in [*pulumi_mocks.of_type(APP), *pulumi_mocks.of_type(ADDON)]:
+        options = OPTIONS[declared.name]
+        assert options.protect is True and options.retain_on_delete is True, declared.name
+    # An add-on's config forces a new, empty database: a version change is never applied by replacing it.
+    for addon in pulumi_mocks.of_type(ADDON):
+        assert "config" in (OPTIONS[addon.name].ignore_changes or [])
+
+
+def test_with_the_standby_live_the_primary_keeps_heroku_fenced_and_says_why(
+    pulumi_mocks: RecordingMocks, primary_config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pulumi_mocks.ssm_parameters = {mode_parameter("acme-shop"): "active"}
+
+    exported = _run_primary(primary_config)
+
+    assert {f.inputs["type"]: int(f.inputs["quantity"]) for f in pulumi_mocks.of_type(FORMATION)} == {
+        "web": 0, "worker": 0}  # fmt: skip
+    formation, _ = resolve(exported[PrimaryOutput.FORMATION])
+    assert {t: p["quantity"] for t, p in formation.items()} == {
+        "web": 2,
+        "worker": 1,
+    }  # what the standby mirrors
+    assert "Heroku stays fenced" in caplog.text
+
+
+def test_without_a_live_standby_the_formation_is_the_configured_one(
+    pulumi_mocks: RecordingMocks, primary_config: dict[str, Any]
+) -> None:
+    pulumi_mocks.ssm_parameters = {mode_parameter("acme-shop"): "warm"}
+    _run_primary(primary_config)
+    assert {f.inputs["type"]: int(f.inputs["quantity"]) for f in pulumi_mocks.of_type(FORMATION)} == {
+        "web": 2, "worker": 1}  # fmt: skip

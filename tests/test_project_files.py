@@ -56,10 +56,15 @@ def _pulumi_steps(workflow: str) -> list[dict[str, object]]:
 def test_pull_requests_get_a_commented_preview_of_both_stacks() -> None:
     document = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
     assert "pull_request" in document[True]  # PyYAML reads the key `on` as True
-    (step,) = _pulumi_steps("preview.yml")
+    install, step = _pulumi_steps("preview.yml")
+    assert "with" not in install  # the CLI only, for the deployed outputs the config check compares with
     assert step["with"]["command"] == "preview"  # type: ignore[index]
     assert step["with"]["comment-on-pr"] is True  # type: ignore[index]
     assert document["jobs"]["preview"]["strategy"]["matrix"]["stack"] == ["primary", "standby"]
+    checks = [
+        s["run"] for s in document["jobs"]["preview"]["steps"] if "check_config.py" in str(s.get("run"))
+    ]
+    assert len(checks) == 1 and "--deployed deployed-primary.json" in checks[0]
 
 
 def test_main_deploys_the_primary_before_the_standby() -> None:

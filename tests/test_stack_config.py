@@ -7,6 +7,7 @@ import copy
 import subprocess
 import sys
 from collections.abc import Callable
+import json
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,37 @@ def _check_config(*paths: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def test_a_change_that_would_replace_the_heroku_database_is_refused_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `pulumi stack output -s primary --json` says is deployed, against the file of a pull request."""
+    from standby.commands import check_config
+
+    deployed = tmp_path / "deployed.json"
+    deployed.write_text(
+        json.dumps({"appRegion": "eu", "postgresVersion": 15, "postgresAddonName": "postgresql-x"})
+    )
+
+    code = check_config.main([str(ROOT / "Pulumi.primary.yaml"), "--deployed", str(deployed)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "standby:app.region eu -> us would replace the Heroku app acme-shop, and with it postgresql-x" in err
+    )
+    assert "heroku pg:copy" in err
+    # A version change is a note, not a replacement: the add-on's config counts at creation only.
+    assert "note: standby:postgres.version 15 -> 16" in err and "heroku pg:upgrade" in err
+
+
+def test_the_same_file_against_what_is_deployed_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from standby.commands import check_config
+
+    deployed = tmp_path / "deployed.json"
+    deployed.write_text(json.dumps({"appRegion": "us", "postgresVersion": 16}))
+    assert check_config.main([str(ROOT / "Pulumi.primary.yaml"), "--deployed", str(deployed)]) == 0
+    assert capsys.readouterr().err == ""

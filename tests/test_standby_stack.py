@@ -14,7 +14,7 @@ from standby.config.models import Mode
 from standby.names import lock_table, manifest_parameter, mode_parameter, runbook_topic
 from standby.standby_manifest import StandbyManifest
 from tests.conftest import ROOT, sample_config, set_pulumi_config
-from tests.pulumi_harness import Declared, RecordingMocks, is_secret, run_program, unwrap
+from tests.pulumi_harness import OPTIONS, Declared, RecordingMocks, is_secret, run_program, unwrap
 
 APP = "acme-shop"
 SECRET_VARS = {"SECRET_KEY_BASE": "kb-not-for-logs", "STRIPE_KEY": "sk-not-for-logs"}
@@ -378,3 +378,19 @@ def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_liv
     assert pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule") == []
     assert pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")  # the backups go on, from the standby
     assert "restore-ahead" not in task_definitions(pulumi_mocks)
+
+
+def test_the_databases_buckets_and_keys_are_protected_from_replacement_and_deletion(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks, {"standby:secondRegionDatabase": True})
+    kept = [
+        *pulumi_mocks.of_type("aws:s3/bucket:Bucket"),
+        *pulumi_mocks.of_type("aws:kms/key:Key"),
+        *pulumi_mocks.of_type("aws:rds/instance:Instance"),
+    ]
+    assert {d.region_role for d in kept} == {"standby", "second"}
+    for declared in kept:
+        assert OPTIONS[declared.name].retain_on_delete is True, declared.name
+        protected = declared.region_role == "standby" or declared.typ != "aws:rds/instance:Instance"
+        assert OPTIONS[declared.name].protect is protected, declared.name

@@ -18,9 +18,19 @@ class HerokuPrimary(pulumi.ComponentResource):
     Every value the standby needs is an attribute here and, through `outputs()`, a stack output.
     """
 
-    def __init__(self, name: str, config: PrimaryConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: PrimaryConfig,
+        opts: pulumi.ResourceOptions | None = None,
+        fenced: bool = False,
+    ) -> None:
+        """`fenced`: the standby serves the app now; every process type is declared at zero."""
         super().__init__("standby:heroku:HerokuPrimary", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # What cannot be recreated: the app (deleting it deletes its add-ons) and its databases. Pulumi refuses
+        # to replace or delete them; a `pulumi destroy` leaves them on Heroku.
+        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
         self.config = config
 
         secret_vars = {k: v.get_secret_value() for k, v in config.secret_config_vars.items()}
@@ -33,7 +43,7 @@ class HerokuPrimary(pulumi.ComponentResource):
             config_vars=dict(config.config_vars),
             # The provider keeps these out of plan output; wrapping them keeps them secret in state too.
             sensitive_config_vars=pulumi.Output.secret(secret_vars),
-            opts=child,
+            opts=kept,
         )
 
         if config.ai is not None:
@@ -47,12 +57,15 @@ class HerokuPrimary(pulumi.ComponentResource):
             )
 
         postgres = config.postgres
+        # An add-on's `config` forces a new add-on, that is a new, empty database: it counts at creation only.
+        # A major version upgrade is `heroku pg:upgrade`, in place; `postgres.version` then says what runs.
+        database = pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(ignore_changes=["config"]))
         self.database = heroku.addon.Addon(
             f"{name}-postgres",
             app_id=self.app.id,
             plan=f"{ADDON_SERVICE}:{postgres.plan}",
             config={"version": str(postgres.version)},
-            opts=child,
+            opts=database,
         )
         self.follower: heroku.addon.Addon | None = None
         if postgres.follower is not None:
@@ -63,7 +76,7 @@ class HerokuPrimary(pulumi.ComponentResource):
                 app_id=self.app.id,
                 plan=f"{ADDON_SERVICE}:{postgres.follower}",
                 config={"follow": self.database.name},
-                opts=child,
+                opts=database,
             )
 
         self.domains = [
@@ -79,7 +92,8 @@ class HerokuPrimary(pulumi.ComponentResource):
                 f"{name}-formation-{process_type}",
                 app_id=self.app.id,
                 type=process_type,
-                quantity=process.quantity,
+                # While the standby is live Heroku stays fenced: a `pulumi up` must not wake it (split brain).
+                quantity=0 if fenced else process.quantity,
                 size=process.size,
                 opts=child,
             )
@@ -98,8 +112,9 @@ class HerokuPrimary(pulumi.ComponentResource):
             Out.APP_REGION: self.app.region,
             Out.WEB_URL: self.app.web_url,
             Out.DOMAINS: [{"hostname": d.hostname, "dnsTarget": d.cname} for d in self.domains],
+            # The configured counts, not the declared ones: the standby mirrors what the app needs, fenced or not.
             Out.FORMATION: {
-                process_type: {"quantity": f.quantity, "size": f.size}
+                process_type: {"quantity": config.formation[process_type].quantity, "size": f.size}
                 for process_type, f in self.formation.items()
             },
             Out.CONFIG_VAR_NAMES: sorted([*config.config_vars, *config.secret_config_vars, *ai_settings]),

@@ -18,8 +18,26 @@ from standby.primary_snapshot import PrimarySnapshot, read_primary
 
 
 def primary_program(config: PrimaryConfig) -> HerokuPrimary:
-    """Declare the Heroku app and export everything the standby stack mirrors."""
-    primary = HerokuPrimary("primary", config)
+    """Declare the Heroku app and export everything the standby stack mirrors.
+
+    It reads the live mode in the standby regions first: while a standby region serves the app, Heroku is
+    declared fenced (every process type at zero), so a `pulumi up` after a cutover does not wake it."""
+    live = [
+        region
+        for region in config.standby_regions
+        if live_mode(config.app.name, aws.Provider(f"aws-{region}", region=region)) is Mode.ACTIVE
+    ]
+    if live:
+        pulumi.log.warn(
+            f"the standby in {', '.join(live)} serves {config.app.name} (its live mode is active): Heroku's formation "
+            "stays at zero, so Heroku stays fenced. Fail back with `python scripts/failback.py` to bring it back."
+        )
+    elif not config.standby_regions:
+        pulumi.log.warn(
+            "standby:standbyRegions is not set: this stack cannot see a cutover, and a `pulumi up` after one would "
+            "scale a fenced Heroku back up. Set it to the standby stack's two regions."
+        )
+    primary = HerokuPrimary("primary", config, fenced=bool(live))
     for name, value in primary.outputs().items():
         pulumi.export(str(name), value)
     return primary

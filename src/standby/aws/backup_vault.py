@@ -25,16 +25,18 @@ class BackupVault(pulumi.ComponentResource):
     def __init__(self, name: str, args: VaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("standby:aws:BackupVault", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # The backups and the key that decrypts them: never replaced or deleted by Pulumi.
+        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
         self.key = aws.kms.Key(
             f"{name}-key",
             description=f"{args.app} standby backups ({args.region})",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            opts=child,
+            opts=kept,
         )
         # Object lock can only be turned on when the bucket is created.
         self.bucket = aws.s3.Bucket(
-            f"{name}-bucket", bucket_prefix=f"{args.app}-backups-", object_lock_enabled=True, opts=child
+            f"{name}-bucket", bucket_prefix=f"{args.app}-backups-", object_lock_enabled=True, opts=kept
         )
         aws.s3.BucketVersioning(
             f"{name}-versioning",

@@ -26,6 +26,9 @@ class DatabaseArgs:
     mode: Mode
     subnet_ids: list[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
+    # The standby region's database is never replaced or deleted by Pulumi. The second region's comes and
+    # goes with the config and the live mode: a `pulumi up` that drops it leaves it in AWS (retained).
+    protect: bool = True
 
 
 class StandbyDatabase(pulumi.ComponentResource):
@@ -59,7 +62,7 @@ class StandbyDatabase(pulumi.ComponentResource):
             # A cutover resizes the database; it must not wait for the maintenance window.
             apply_immediately=True,
             auto_minor_version_upgrade=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=True),
         )
         self.url_secret = aws.secretsmanager.Secret(
             f"{name}-url",

@@ -81,6 +81,7 @@ class StandbyRegion(pulumi.ComponentResource):
                     mode=args.mode,
                     subnet_ids=[s.id for s in self.network.private_subnets],
                     security_group_id=self.network.database_group.id,
+                    protect=args.role == "standby",
                 ),
                 opts=child,
             )

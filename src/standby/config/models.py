@@ -218,6 +218,9 @@ class PrimaryConfig(ConfigModel):
     config_vars: dict[EnvName, ConfigValue] = {}
     secret_config_vars: dict[EnvName, SecretStr] = {}
     ai: AiConfig | None = None
+    # Where the standby's live mode is recorded: `pulumi up -s primary` keeps Heroku fenced while a
+    # standby region serves the app. Empty: this stack cannot see a cutover (a warning says so).
+    standby_regions: list[AwsRegion] = []
 
     @model_validator(mode="after")
     def _ai_keys_are_secret_and_settings_ours(self) -> PrimaryConfig:
