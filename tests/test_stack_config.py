@@ -4,10 +4,10 @@ and what was received, both under Pulumi and through `scripts/check_config.py`."
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from collections.abc import Callable
-import json
 from pathlib import Path
 from typing import Any
 
