@@ -394,3 +394,14 @@ def test_the_databases_buckets_and_keys_are_protected_from_replacement_and_delet
         assert OPTIONS[declared.name].retain_on_delete is True, declared.name
         protected = declared.region_role == "standby" or declared.typ != "aws:rds/instance:Instance"
         assert OPTIONS[declared.name].protect is protected, declared.name
+
+
+def test_the_lifecycle_rule_expires_only_what_the_retention_tagged(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks)
+    for lifecycle in pulumi_mocks.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"):
+        expiring = [
+            r for r in lifecycle.inputs["rules"] if "expiration" in r or "noncurrentVersionExpiration" in r
+        ]
+        assert expiring and all(
+            r["filter"]["and"]["tags"] == {"standby-retention": "expirable"} for r in expiring
+        ), "a rule by age alone could delete the last good backup"

@@ -32,6 +32,10 @@ S3_MAX_PARTS: Final = 10_000
 STREAM_CHUNK: Final = 4 * MIB
 
 
+# The tag the bucket's lifecycle rule expires by (BackupVault); objects without it never expire.
+EXPIRABLE: Final = ("standby-retention", "expirable")
+
+
 class StoreError(StandbyError):
     """The backup store refused or failed a request."""
 
@@ -55,6 +59,10 @@ class BackupStore(Protocol):
     def list_keys(self, prefix: str) -> list[str]: ...
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None when there is no such object."""
+        ...
+
+    def mark_expirable(self, keys: Iterable[str]) -> int:
+        """Let the bucket's lifecycle rule expire these objects (the retention in code decides which)."""
         ...
 
 
@@ -146,6 +154,18 @@ class S3Store:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
         return json.loads(answer["Body"].read())
 
+    def mark_expirable(self, keys: Iterable[str]) -> int:
+        marked = 0
+        for key in keys:
+            tags = self._call("get_object_tagging", Bucket=self.bucket, Key=key)["TagSet"]
+            if {"Key": EXPIRABLE[0], "Value": EXPIRABLE[1]} in tags:
+                continue
+            kept = [t for t in tags if t["Key"] != EXPIRABLE[0]]
+            tagging = {"TagSet": [*kept, {"Key": EXPIRABLE[0], "Value": EXPIRABLE[1]}]}
+            self._call("put_object_tagging", Bucket=self.bucket, Key=key, Tagging=tagging)
+            marked += 1
+        return marked
+
     def size(self, key: str) -> int | None:
         try:
             return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
@@ -227,6 +247,9 @@ class LocalStore:
     def get_json(self, key: str) -> Any | None:
         path = self._path(key)
         return json.loads(path.read_bytes()) if path.is_file() else None
+
+    def mark_expirable(self, keys: Iterable[str]) -> int:
+        return 0  # a folder has no lifecycle rule: nothing there expires by itself
 
     def size(self, key: str) -> int | None:
         path = self.local_path(key)

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from standby.aws.policies import allow, assume_role, document
+from standby.backup_store import EXPIRABLE
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,17 @@ class BackupVault(pulumi.ComponentResource):
             rule={"default_retention": {"mode": "GOVERNANCE", "days": args.retention_days}},
             opts=child,
         )
+        # A backstop behind the retention in code (standby.retention): only objects tagged expirable, that
+        # is never one of the newest complete backups, expire by age.
+        expirable = {EXPIRABLE[0]: EXPIRABLE[1]}
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=self.bucket.id,
             rules=[
                 {
-                    "id": "expire-old-backups",
+                    "id": "expire-redundant-backups",
                     "status": "Enabled",
-                    "filter": {"prefix": "backups/"},
+                    "filter": {"and_": {"prefix": "backups/", "tags": expirable}},
                     "expiration": {"days": args.retention_days + 1},
                     "noncurrent_version_expiration": {"noncurrent_days": args.retention_days + 1},
                 },

@@ -155,6 +155,11 @@ class StandbyServices(pulumi.ComponentResource):
                         ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
                         [pulumi.Output.concat(args.backup_bucket_arn, "/*")],
                     ),
+                    # Retention in code: it tags the backups the newest complete ones make redundant.
+                    allow(
+                        ["s3:GetObjectTagging", "s3:PutObjectTagging"],
+                        [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")],
+                    ),
                     allow(["kms:GenerateDataKey", "kms:Decrypt"], [args.backup_key_arn]),
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]

@@ -17,6 +17,7 @@ from standby.metrics import publish_backup_metrics
 from standby.names import METRICS_NAMESPACE
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
+from standby.retention import KEEP_NEWEST, apply_retention
 from standby.standby_manifest import read_database_url
 
 
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--compress", default=DEFAULT_COMPRESSION, help="pg_dump --compress value")
     parser.add_argument("--no-metrics", action="store_true", help="do not publish CloudWatch metrics")
+    parser.add_argument(
+        "--keep-newest",
+        type=int,
+        default=KEEP_NEWEST,
+        help="complete backups that never expire, whatever their age (older ones expire by the bucket's rule)",
+    )
     return parser
 
 
@@ -63,6 +70,11 @@ def _main(args: argparse.Namespace) -> int:
     )
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
+    redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest)
+    if redundant:
+        say(
+            f"  {len(redundant)} older backup(s) may now expire; the newest {args.keep_newest} complete ones never do"
+        )
     if not args.no_metrics and not args.folder:
         namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)

@@ -1,0 +1,40 @@
+"""Retention in code: the newest complete backups are never deleted, whatever their age.
+
+S3's lifecycle rule can only count days, and days alone can delete the last good backup (backups stopped
+for a month: every one of them is old). So the rule (BackupVault) expires only objects tagged expirable,
+and this tags a backup's objects once it is no longer among the newest `keep` complete ones; failed
+backups are tagged at once; a backup without a manifest is tagged only after a day (it may be running).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from standby import catalog
+from standby.backup_store import BackupStore
+
+KEEP_NEWEST: Final = 4  # an hour of 15-minute backups, whatever happens to the schedule
+RUNNING_GRACE: Final = timedelta(days=1)  # an incomplete backup younger than this may be still running
+
+
+def apply_retention(store: BackupStore, prefix: str, app: str, keep: int = KEEP_NEWEST) -> list[str]:
+    """Mark every backup the newest `keep` complete ones make redundant; returns their ids."""
+    now = datetime.now(UTC)
+    entries = catalog.read_catalog(store, prefix, app, now)
+    complete = catalog.NEWEST.candidates(entries)
+    kept = {e.backup_id for e in complete[:keep]}
+    if len(kept) < keep:
+        # Fewer complete backups than we keep: nothing complete may go, and the rest are all we have.
+        kept |= {e.backup_id for e in complete}
+    expirable = [
+        e
+        for e in entries
+        if e.backup_id not in kept
+        and (e.state is not catalog.BackupState.INCOMPLETE or now - e.started_at > RUNNING_GRACE)
+    ]
+    base = catalog.backup_prefix(prefix, app)
+    keys = store.list_keys(base)
+    for entry in expirable:
+        store.mark_expirable(k for k in keys if k.startswith(f"{base}{entry.backup_id}/"))
+    return [e.backup_id for e in expirable]
