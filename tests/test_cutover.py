@@ -19,6 +19,8 @@ from standby.backup_store import S3Store
 from standby.commands import cutover, failback
 from standby.config.models import DnsMode, Mode
 from standby.local.name_server import LocalNameServer
+from standby.names import heroku_fence_parameter
+from standby.primary_side import HerokuSide
 from standby.runbook.journal import Journal, JournalStore
 from standby.runbook.lock import DynamoDbLock, Holder
 from standby.standby_side import AwsStandby
@@ -314,13 +316,47 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
     report = json.loads((tmp_path / "failback.json").read_text())
     assert report["verified"] is True
     assert [s["name"] for s in report["steps"]] == [
-        "preflight", "fence_standby", "dump_standby", "capture_heroku", "restore_heroku", "unfence_heroku",
-        "switch_dns_back", "standby_base_mode"]  # fmt: skip
+        "preflight", "fence_standby", "dump_standby", "capture_heroku", "restore_heroku", "hand_back",
+        "unfence_heroku", "switch_dns_back", "standby_base_mode"]  # fmt: skip
+    assert boto3.client("ssm").get_parameters(Names=[heroku_fence_parameter(scene.app)])["Parameters"] == []
     # Heroku's own database was kept first, as Heroku keeps backups: the way back from a bad failback.
     kept = report["facts"]["heroku_backup"]
     assert scene.heroku.backups[kept].startswith(b"PGDMP")
     posts = [r.path for r in scene.heroku.requests if r.method == "POST" and r.path.startswith("/client/")]
     assert [p.rsplit("/", 1)[-1] for p in posts] == ["backups", "restores"]
+
+
+def test_a_cutover_run_again_after_it_finished_is_refused_before_touching_anything(scene: Scene) -> None:
+    """A fresh run (no --resume) would take a "final backup" of the fenced Heroku and restore it over the
+    live database."""
+    assert scene.run(cutover.main).code == 0
+    with psycopg.connect(scene.standby, autocommit=True) as conn:
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Aws', 'Era')")
+
+    run = scene.run(cutover.main)
+
+    assert run.code == 3, run.output
+    assert "step preflight failed: the standby in us-east-2 is live already" in run.output
+    assert count_tables(scene.standby, ["public.actor"]) == {"public.actor": 201}
+
+
+def test_the_cutover_records_heroku_fenced_before_it_fences(scene: Scene) -> None:
+    """The restore runs before the live mode turns active: meanwhile `pulumi up -s primary` must see it."""
+    seen: list[bool] = []
+    real = HerokuSide.fence
+
+    def fence(self: HerokuSide) -> None:
+        seen.append(
+            bool(boto3.client("ssm").get_parameters(Names=[heroku_fence_parameter(scene.app)])["Parameters"])
+        )
+        real(self)
+
+    HerokuSide.fence = fence  # type: ignore[method-assign]
+    try:
+        assert scene.run(cutover.main).code == 0
+    finally:
+        HerokuSide.fence = real  # type: ignore[method-assign]
+    assert seen == [True]
 
 
 def test_failback_refuses_to_restore_over_a_heroku_that_is_not_fenced(scene: Scene) -> None:

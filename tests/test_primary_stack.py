@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from standby.names import PrimaryOutput, mode_parameter
+from standby.names import PrimaryOutput, heroku_fence_parameter, mode_parameter
 from tests.conftest import ROOT, sample_config, set_pulumi_config
 from tests.pulumi_harness import OPTIONS, RecordingMocks, resolve, run_program, unwrap
 
@@ -229,6 +229,22 @@ def test_with_the_standby_live_the_primary_keeps_heroku_fenced_and_says_why(
         "worker": 1,
     }  # what the standby mirrors
     assert "Heroku stays fenced" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {heroku_fence_parameter("acme-shop"): "fenced by cutover run r1"},
+        {mode_parameter("acme-shop"): "bogus"},
+    ],
+    ids=["a cutover fenced heroku", "an unknown live mode"],
+)
+def test_a_fenced_heroku_or_an_unknown_live_side_keeps_the_formation_at_zero(
+    pulumi_mocks: RecordingMocks, primary_config: dict[str, Any], recorded: dict[str, str]
+) -> None:
+    pulumi_mocks.ssm_parameters = {mode_parameter("acme-shop"): "warm", **recorded}
+    _run_primary(primary_config)
+    assert {int(f.inputs["quantity"]) for f in pulumi_mocks.of_type(FORMATION)} == {0}
 
 
 def test_without_a_live_standby_the_formation_is_the_configured_one(

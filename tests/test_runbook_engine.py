@@ -186,6 +186,13 @@ def test_a_run_whose_lock_was_taken_over_stops_before_its_next_step(
     assert (DynamoDbLock("locks", "acme").holder() or {})["who"] == "bob"  # the loser does not delete it
 
 
+def test_take_over_of_a_lock_nobody_holds_simply_takes_it(aws: None) -> None:
+    """After a Ctrl-C the item is gone; --take-over then is an ordinary acquire."""
+    lease = DynamoDbLock("locks", "acme").acquire(Holder("cutover", "alice", "a1"), take_over=True)
+    assert (DynamoDbLock("locks", "acme").holder() or {})["attempt"] == "a1"
+    lease.release()
+
+
 def test_take_over_is_refused_while_the_holder_lives_on_this_machine(aws: None) -> None:
     """A process that is alive is not dead, whatever the operator thinks: --take-over refuses."""
     import subprocess

@@ -58,6 +58,12 @@ def mode_parameter(app: str) -> str:
     return f"/standby/{app}/mode"
 
 
+def heroku_fence_parameter(app: str) -> str:
+    """Set by the cutover before it fences Heroku, deleted by the failback before it unfences it: while it
+    exists, `pulumi up -s primary` keeps Heroku at zero (the restore runs before the live mode turns active)."""
+    return f"/standby/{app}/heroku-fenced"
+
+
 def manifest_parameter(app: str) -> str:
     """Where the standby manifest of `app` lives in SSM, in each standby region."""
     return f"/standby/{app}/manifest"

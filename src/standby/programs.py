@@ -13,7 +13,13 @@ from standby.aws.monitoring import Monitoring, MonitoringArgs
 from standby.aws.standby_region import RegionArgs, StandbyRegion, app_settings
 from standby.config.models import AiProvider, Mode, PrimaryConfig, StackConfig, StandbyConfig
 from standby.heroku_primary import HerokuPrimary
-from standby.names import StandbyOutput, ai_provider_parameter, manifest_parameter, mode_parameter
+from standby.names import (
+    StandbyOutput,
+    ai_provider_parameter,
+    heroku_fence_parameter,
+    manifest_parameter,
+    mode_parameter,
+)
 from standby.primary_snapshot import PrimarySnapshot, read_primary
 
 
@@ -22,15 +28,16 @@ def primary_program(config: PrimaryConfig) -> HerokuPrimary:
 
     It reads the live mode in the standby regions first: while a standby region serves the app, Heroku is
     declared fenced (every process type at zero), so a `pulumi up` after a cutover does not wake it."""
-    live = [
-        region
+    live = {
+        region: reason
         for region in config.standby_regions
-        if live_mode(config.app.name, aws.Provider(f"aws-{region}", region=region)) is Mode.ACTIVE
-    ]
+        if (reason := fenced_reason(config.app.name, aws.Provider(f"aws-{region}", region=region)))
+    }
     if live:
+        where = "; ".join(f"{region}: {reason}" for region, reason in live.items())
         pulumi.log.warn(
-            f"the standby in {', '.join(live)} serves {config.app.name} (its live mode is active): Heroku's formation "
-            "stays at zero, so Heroku stays fenced. Fail back with `python scripts/failback.py` to bring it back."
+            f"Heroku's formation stays at zero, so Heroku stays fenced ({where}). Fail back with "
+            "`python scripts/failback.py` to bring it back."
         )
     elif not config.standby_regions:
         pulumi.log.warn(
@@ -56,6 +63,20 @@ def live_parameters(app: str, provider: aws.Provider) -> dict[str, str]:
         path=f"/standby/{app}", opts=pulumi.InvokeOptions(provider=provider)
     )
     return dict(zip(found.names or [], found.values or [], strict=False))
+
+
+def fenced_reason(app: str, provider: aws.Provider) -> str | None:
+    """Why Heroku must stay fenced, as a standby region records it: a cutover fenced it, the standby is live,
+    or the live mode holds something unknown (then nobody knows where the writes go: stay fenced)."""
+    found = live_parameters(app, provider)
+    if heroku_fence_parameter(app) in found:
+        return found[heroku_fence_parameter(app)]
+    value = found.get(mode_parameter(app))
+    if value == Mode.ACTIVE.value:
+        return f"the standby serves {app} (its live mode is active)"
+    if value is not None and value not in {m.value for m in Mode}:
+        return f"its live mode holds {value!r}, not a mode"
+    return None
 
 
 def live_mode(app: str, provider: aws.Provider) -> Mode | None:

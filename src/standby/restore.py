@@ -42,6 +42,7 @@ TOC_PROBE: Final = 1024 * 1024  # bytes read before trying to list the archive
 MAX_IDENT: Final = 63  # PostgreSQL's identifier length
 SWITCH_ATTEMPTS: Final = 5
 KEEP_PREVIOUS: Final = 1
+KEEP_ALL: Final = 1_000_000  # previous databases kept when the database replaced was the live one
 DUMP_TO_DATABASE: Final = 5  # a gzip-1 custom dump of a database with its indexes is about a fifth of it
 HEADROOM: Final = 1.2  # WAL, temporary files and growth while the restore runs
 SANITY_TIMEOUT: Final = "60s"
@@ -188,6 +189,7 @@ class RestoreRequest:
     scratch: Path | None = None  # where the dump is downloaded
     keep_previous: int = KEEP_PREVIOUS  # databases the switches renamed away that are kept, newest first
     free_bytes: int | None = None  # free storage on the target server, when known (RDS: FreeStorageSpace)
+    before_switch: Callable[[], None] = lambda: None  # a last check, right before the switch (the lock held)
 
 
 Progress = Callable[[str], None]
@@ -270,6 +272,7 @@ def execute_restore(
             drop_database(request.server, plan.new_database)
             raise
         report.verified = True
+        request.before_switch()
         with phase("switch", f"switching {plan.target} to the restored database"):
             report.previous_database = _switch(request.server, plan, manifest)
         report.switched = True
@@ -463,10 +466,16 @@ def drop_previous(server: Database, target: str, keep: int, progress: Progress) 
 
 
 def _drop_leftovers(request: RestoreRequest, target: str, progress: Progress) -> None:
-    """Drop what crashed or failed restores left: their databases were never in use."""
+    """Undo what crashed or failed restores left: their databases were never in use, and a switch killed
+    after closing the database in use to new sessions left it closed."""
     for name in _databases_with(request.server, target[: MAX_IDENT - len(RESTORING) - 6] + RESTORING):
         progress(f"dropping {name}, left by an interrupted restore")
         drop_database(request.server, name)
+    with request.server.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", [target]).fetchone()
+        if row is not None and not row[0]:
+            progress(f"{target} was left closed to new sessions by an interrupted switch: opening it again")
+            _allow_connections(conn, target, True)
 
 
 def _switch(server: Database, plan: RestorePlan, manifest: BackupManifest) -> str | None:
@@ -529,7 +538,7 @@ def _rename(
         except psycopg.errors.ObjectInUse:
             if attempt + 1 == SWITCH_ATTEMPTS:
                 raise RestoreRefused(
-                    f"{plan.target} kept being reconnected to during the switch; stop the app's services and "
-                    f"run again. The restored database {plan.new_database} is verified and was kept."
+                    f"{plan.target} kept sessions open through the switch; stop the app's services and run "
+                    "again. Nothing was switched; the next run restores afresh."
                 ) from None
             time.sleep(0.2 * (attempt + 1))

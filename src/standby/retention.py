@@ -22,11 +22,16 @@ def apply_retention(store: BackupStore, prefix: str, app: str, keep: int = KEEP_
     """Mark every backup the newest `keep` complete ones make redundant; returns their ids."""
     now = datetime.now(UTC)
     entries = catalog.read_catalog(store, prefix, app, now)
-    complete = catalog.NEWEST.candidates(entries)
+    # The newest complete backups whose dumps are whole: a manifest over a missing dump keeps nothing safe.
+    complete = [
+        e
+        for e in catalog.NEWEST.candidates(entries)
+        if e.manifest and not catalog.dump_problem(store, e.manifest)
+    ]
     kept = {e.backup_id for e in complete[:keep]}
     if len(kept) < keep:
-        # Fewer complete backups than we keep: nothing complete may go, and the rest are all we have.
-        kept |= {e.backup_id for e in complete}
+        # Fewer whole backups than we keep: no complete backup may go, they are all we have.
+        kept |= {e.backup_id for e in catalog.NEWEST.candidates(entries)}
     expirable = [
         e
         for e in entries

@@ -8,6 +8,7 @@ replaces only what moto cannot do (see there).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
 from standby.live_side import region_mode
+from standby.names import heroku_fence_parameter
 from standby.pg_url import Database, parse_database_url
 from standby.runbook.engine import RunContext
 from standby.standby_manifest import StandbyManifest, read_database_url
@@ -57,6 +59,16 @@ class AwsStandby:
         self.client("ssm").put_parameter(
             Name=self.manifest.mode_parameter, Value=mode.value, Type="String", Overwrite=True
         )
+
+    def record_primary_fenced(self, note: str) -> None:
+        """Before Heroku is fenced: from here `pulumi up -s primary` keeps it at zero (names.heroku_fence_parameter)."""
+        self.client("ssm").put_parameter(
+            Name=heroku_fence_parameter(self.manifest.app), Value=note, Type="String", Overwrite=True
+        )
+
+    def clear_primary_fenced(self) -> None:
+        with contextlib.suppress(self.client("ssm").exceptions.ParameterNotFound):
+            self.client("ssm").delete_parameter(Name=heroku_fence_parameter(self.manifest.app))
 
     # --- the services ----------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ class DatabaseArgs:
     subnet_ids: list[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     # The standby region's database is never replaced or deleted by Pulumi. The second region's comes and
-    # goes with the config and the live mode: a `pulumi up` that drops it leaves it in AWS (retained).
+    # goes with the config and the live mode (its deletion protection still asks for a hand to remove it).
     protect: bool = True
 
 
@@ -62,7 +62,7 @@ class StandbyDatabase(pulumi.ComponentResource):
             # A cutover resizes the database; it must not wait for the maintenance window.
             apply_immediately=True,
             auto_minor_version_upgrade=True,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         self.url_secret = aws.secretsmanager.Secret(
             f"{name}-url",

@@ -64,6 +64,12 @@ class RestoreAhead(pulumi.ComponentResource):
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
                     ),
+                    # The database's free storage, checked before each restore (no resource-level permission).
+                    allow(
+                        ["cloudwatch:GetMetricStatistics"],
+                        ["*"],
+                        StringEquals={"aws:RequestedRegion": args.region},
+                    ),
                 ]
             ),
             opts=child,

@@ -164,6 +164,8 @@ class StandbyServices(pulumi.ComponentResource):
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
                     ),
+                    # Where the app is live: the live mode of either region (standby.live_side).
+                    allow(["ssm:GetParameter"], [f"arn:aws:ssm:*:*:parameter/standby/{args.app}/mode"]),
                     # Once a cutover made the standby live, the backup dumps its database instead.
                     *(
                         [allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn])]

@@ -11,7 +11,7 @@ from standby import catalog, cli, live_side
 from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
-from standby.errors import ConfigError
+from standby.errors import ConfigError, StandbyError
 from standby.heroku_api import HerokuClient
 from standby.metrics import publish_backup_metrics
 from standby.names import METRICS_NAMESPACE
@@ -70,14 +70,17 @@ def _main(args: argparse.Namespace) -> int:
     )
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
-    redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest)
-    if redundant:
-        say(
-            f"  {len(redundant)} older backup(s) may now expire; the newest {args.keep_newest} complete ones never do"
-        )
     if not args.no_metrics and not args.folder:
         namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)
+    try:  # the backup is done and counted; retention that fails now is tried again after the next one
+        redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest)
+        if redundant:
+            say(
+                f"  {len(redundant)} older backup(s) may now expire; the newest {args.keep_newest} whole ones never do"
+            )
+    except StandbyError as exc:
+        say(f"  warning: retention not applied this time: {' '.join(str(exc).split())}")
     _report(result, args.json)
     return cli.EXIT_OK
 

@@ -9,7 +9,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from standby.errors import ConfigError, SafetyRefusal
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url, same_database
 from standby.restore import (
+    KEEP_ALL,
     KEEP_PREVIOUS,
     RestoreReport,
     RestoreRequest,
@@ -34,7 +35,7 @@ from standby.restore import (
     plan_restore,
     read_marker,
 )
-from standby.runbook.lock import DynamoDbLock, Holder
+from standby.runbook.lock import DynamoDbLock, Holder, Lease, LockLost
 from standby.standby_manifest import StandbyManifest, read_database_url
 from standby.standby_side import AwsStandby
 
@@ -101,23 +102,36 @@ def _main(args: argparse.Namespace) -> int:
     standby_db = parse_database_url(standby_url, "standby database URL") if standby_url else None
     # A restore into the standby's database holds the app's lock: it excludes a cutover, a failback and
     # a drill, and the live side is read under it.
-    with _app_lock(context, args) if standby_db and not args.dry_run else contextlib.nullcontext():
+    with _app_lock(context, args) if standby_db and not args.dry_run else contextlib.nullcontext() as lease:
         free = None
         if standby_db is not None and context.manifest is not None and same_database(target_db, standby_db):
             _refuse_over_live(context.manifest, target_db, args)
             free = AwsStandby(context.manifest).free_storage()
-        return _restore(args, context, target_db, free)
+        return _restore(args, context, target_db, free, _still_ours(lease))
 
 
 @contextlib.contextmanager
-def _app_lock(context: StoreContext, args: argparse.Namespace) -> Iterator[None]:
+def _app_lock(context: StoreContext, args: argparse.Namespace) -> Iterator[Lease]:
     assert context.manifest is not None
     lock = DynamoDbLock(context.manifest.lock_table, context.app, context.manifest.region)
     lease = lock.acquire(Holder("restore", args.owner, uuid.uuid4().hex[:8]))
     try:
-        yield
+        yield lease
     finally:
         lease.release()
+
+
+def _still_ours(lease: Lease | None) -> Callable[[], None]:
+    """Before the switch: a restore whose lock was taken over must not switch under the new holder."""
+
+    def check() -> None:
+        lost = lease.lost if lease is not None else None
+        if lost:
+            raise LockLost(
+                f"{lost}: the restored database is verified but was not switched in; nothing changed."
+            )
+
+    return check
 
 
 def _refuse_over_live(manifest: StandbyManifest, target: Database, args: argparse.Namespace) -> None:
@@ -140,7 +154,13 @@ def _refuse_over_live(manifest: StandbyManifest, target: Database, args: argpars
         raise SafetyRefusal("the app's name was not typed: nothing was changed.")
 
 
-def _restore(args: argparse.Namespace, context: StoreContext, target_db: Database, free: int | None) -> int:
+def _restore(
+    args: argparse.Namespace,
+    context: StoreContext,
+    target_db: Database,
+    free: int | None,
+    before_switch: Callable[[], None],
+) -> int:
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
     plan = plan_restore(
@@ -157,20 +177,30 @@ def _restore(args: argparse.Namespace, context: StoreContext, target_db: Databas
         say(f"  {line}")
     if args.dry_run or plan.skip_reason:
         if plan.skip_reason:
-            _report(execute_restore(plan, _request(args, context, server, target_db.dbname, free)), args.json)
+            _report(
+                execute_restore(plan, _request(args, context, server, target_db.dbname, free, before_switch)),
+                args.json,
+            )
         return cli.EXIT_OK
     if not confirm(f"Restore backup {plan.backup.backup_id} into {target_db.dbname}?", args.yes):
         say("aborted; nothing was changed.")
         return cli.EXIT_FAILED
     report = execute_restore(
-        plan, _request(args, context, server, target_db.dbname, free), progress=lambda line: say(f"  {line}")
+        plan,
+        _request(args, context, server, target_db.dbname, free, before_switch),
+        progress=lambda line: say(f"  {line}"),
     )
     _report(report, args.json)
     return cli.EXIT_OK
 
 
 def _request(
-    args: argparse.Namespace, context: StoreContext, server: Database, target: str, free: int | None
+    args: argparse.Namespace,
+    context: StoreContext,
+    server: Database,
+    target: str,
+    free: int | None,
+    before_switch: Callable[[], None],
 ) -> RestoreRequest:
     if args.scratch is not None and not args.scratch.is_dir():
         raise ConfigError([f"--scratch {args.scratch} is not a folder: create it, or leave --scratch out."])
@@ -182,8 +212,10 @@ def _request(
         jobs=args.jobs,
         sanity_sql=tuple(args.sanity_sql) + (context.manifest.sanity_sql if context.manifest else ()),
         scratch=args.scratch,
-        keep_previous=args.keep_previous,
+        # A database renamed away from the live side holds the app's writes: never dropped by a restore.
+        keep_previous=KEEP_ALL if args.replace_live else args.keep_previous,
         free_bytes=free,
+        before_switch=before_switch,
     )
 
 

@@ -80,6 +80,7 @@ class DynamoDbLock:
     def acquire(self, holder: Holder, take_over: bool = False) -> DynamoDbLease:
         now = int(time.time())
         condition, values = "attribute_not_exists(#lock) OR expires_at < :now", {":now": {"N": str(now)}}
+        names = {"#lock": "lock"}
         if take_over:
             held = self.holder()
             if held is not None:
@@ -87,12 +88,13 @@ class DynamoDbLock:
                 # Compare and swap: take it from the holder we looked at, not from whoever came since.
                 condition += " OR #token = :seen"
                 values[":seen"] = {"S": held["token"]}
+                names["#token"] = "token"
         try:
             self.client.put_item(
                 TableName=self.table,
                 Item=self._item(holder, now, acquired_at=now),
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#lock": "lock", **({"#token": "token"} if take_over else {})},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
@@ -204,7 +206,10 @@ class DynamoDbLease:
                 self._renewed = time.monotonic()
             except ClientError as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
-                    taken = self.lock.holder() or {}
+                    try:
+                        taken = self.lock.holder() or {}
+                    except (ClientError, BotoCoreError):
+                        taken = {}
                     self._lost = (
                         f"the lock was taken over by {taken.get('runbook', 'another run')} of "
                         f"{taken.get('who', 'someone')} (attempt {taken.get('attempt', '?')})"

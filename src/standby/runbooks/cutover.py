@@ -54,6 +54,14 @@ class Preflight(EnvStep):
         return f"check the manifest, the standby database and {which} in {self.env.store.describe()}"
 
     def apply(self, ctx: RunContext) -> None:
+        if self.env.standby.mode() is Mode.ACTIVE:
+            # A finished cutover run again would take a "final backup" of the fenced, stale Heroku and
+            # restore it over the live database.
+            raise SafetyRefusal(
+                f"the standby in {self.env.manifest.region} is live already (its mode is active): there is nothing to "
+                "cut over, and restoring now would replace the app's writes. Fail back first, or --resume an "
+                "unfinished cutover."
+            )
         skipped: list[catalog.Skipped] = []
         chosen = choose(self.env, self.choice, skipped)
         assert chosen.manifest is not None
@@ -139,6 +147,11 @@ class FencePrimary(EnvStep):
     def apply(self, ctx: RunContext) -> None:
         if "primary_formation" not in ctx.facts:  # read before scaling: the standby and failback need it
             ctx.facts["primary_formation"] = self.env.primary.formation()
+        # Recorded first: a `pulumi up -s primary` from now on (the restore runs before the live mode turns
+        # active) keeps Heroku at zero instead of waking it.
+        self.env.standby.record_primary_fenced(
+            f"fenced by cutover run {ctx.run_id} at {datetime.now(UTC).isoformat()}"
+        )
         self.env.primary.fence()
         ctx.facts["fenced_at"] = datetime.now(UTC).isoformat()
 
@@ -259,7 +272,8 @@ class Restore(EnvStep):
             except DumpRefused as exc:
                 if self.choice.pinned:
                     raise
-                # Pinned in the journal before the next try: a resume goes on from the replacement.
+                # Pinned in the facts (journaled when the step ends): a resume after a failure goes on from
+                # the replacement; after a hard crash the broken dump is tried, and refused, once more.
                 assert chosen.manifest is not None
                 skipped: list[catalog.Skipped] = []
                 instead = choose(self.env, self.choice, skipped, older_than=chosen.manifest.snapshot_at)

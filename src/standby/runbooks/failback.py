@@ -3,7 +3,9 @@
 preflight -> fence the standby (services to zero, until no task runs: no more writes) -> dump it ->
 capture Heroku's own backup of its database (the way back) -> restore the dump into Heroku Postgres from a
 presigned URL (Heroku's own `pg:backups:restore`), only while Heroku is fenced -> verify Heroku's row counts ->
-unfence Heroku (dynos back, maintenance off) -> DNS back to Heroku -> the standby back to its base mode.
+hand back (Heroku is the live side again, on record: the standby's mode to its base mode) ->
+unfence Heroku (dynos back, maintenance off) -> DNS back to Heroku -> the standby's services as its base
+mode runs them.
 """
 
 from __future__ import annotations
@@ -160,6 +162,24 @@ class RestoreHeroku(EnvStep):
         ctx.facts["verified"] = True
 
 
+class HandBack(EnvStep):
+    """Heroku becomes the live side again, on record, before its dynos come back: from here backups dump
+    Heroku, restore-ahead may run again, and `pulumi up -s primary` no longer holds Heroku at zero."""
+
+    name = "hand_back"
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return bool(ctx.facts.get("handed_back"))
+
+    def plan(self, ctx: RunContext) -> str:
+        return f"record Heroku as the live side: the standby's live mode to {self.env.manifest.base_mode}"
+
+    def apply(self, ctx: RunContext) -> None:
+        self.env.standby.set_mode(self.env.manifest.base_mode)
+        self.env.standby.clear_primary_fenced()
+        ctx.facts["handed_back"] = True
+
+
 class UnfenceHeroku(EnvStep):
     name = "unfence_heroku"
 
@@ -195,19 +215,23 @@ class SwitchDnsBack(EnvStep):
 
 
 class StandbyToBaseMode(EnvStep):
+    """The standby's services as its base mode runs them, once DNS no longer sends them the app's traffic."""
+
     name = "standby_base_mode"
 
+    def _wanted(self, ctx: RunContext) -> dict[str, int]:
+        manifest, formation = self.env.manifest, ctx.facts.get("formation", {})
+        warm = manifest.base_mode is Mode.WARM  # one task per service that ran; pilot-light stays at zero
+        return {kind: 1 if warm and formation.get(kind) else 0 for kind in manifest.services}
+
     def is_done(self, ctx: RunContext) -> bool:
-        return self.env.standby.mode() is self.env.manifest.base_mode
+        return self.env.standby.desired_counts() == self._wanted(ctx)
 
     def plan(self, ctx: RunContext) -> str:
-        return f"the standby back to {self.env.manifest.base_mode}"
+        return f"the standby's services as {self.env.manifest.base_mode} runs them"
 
     def apply(self, ctx: RunContext) -> None:
-        manifest, formation = self.env.manifest, ctx.facts.get("formation", {})
-        if manifest.base_mode is Mode.WARM:  # one task per service that ran; pilot-light stays at zero
-            self.env.standby.scale({kind: 1 if formation.get(kind) else 0 for kind in manifest.services})
-        self.env.standby.set_mode(manifest.base_mode)
+        self.env.standby.scale(self._wanted(ctx))
 
 
 def failback_steps(env: RunbookEnv) -> list[Step]:
@@ -217,6 +241,7 @@ def failback_steps(env: RunbookEnv) -> list[Step]:
         DumpStandby(env),
         CaptureHeroku(env),
         RestoreHeroku(env),
+        HandBack(env),
         UnfenceHeroku(env),
         SwitchDnsBack(env),
         StandbyToBaseMode(env),
