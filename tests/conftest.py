@@ -19,14 +19,20 @@ from tests.runbook_scene import Scene, build_scene
 from tests.servers import AWS_TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-CRASH_POINTS_TRIED: list[str] = []  # filled by the cutover crash tests, reported below
+CRASH_POINTS_TRIED: list[str] = []  # the cutover crash tests that passed, reported below
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Reports reach this hook in the main process also when tests run in pytest-xdist's workers.
+    if report.when == "call" and report.passed:
+        CRASH_POINTS_TRIED.extend(str(v) for k, v in report.user_properties if k == "crash_point")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if CRASH_POINTS_TRIED:
         terminalreporter.write_line(
             f"cutover crash points tried (the run killed, then --resume): {len(CRASH_POINTS_TRIED)}: "
-            + ", ".join(CRASH_POINTS_TRIED)
+            + ", ".join(sorted(CRASH_POINTS_TRIED))
         )
 
 
