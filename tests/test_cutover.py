@@ -374,22 +374,31 @@ def test_failback_refuses_to_restore_over_a_heroku_that_is_not_fenced(scene: Sce
     assert not [r for r in scene.heroku.requests if r.path.endswith("/restores")]
 
 
-def test_failback_waits_for_the_standby_tasks_to_stop_and_refuses_while_they_run(
+def test_failback_waits_for_the_standby_tasks_to_stop_and_refuses_while_one_runs(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ECS drains tasks after a scale to zero; moto stops them at once, so the stand-in keeps one running."""
+    """A task still running after the scale to zero (draining, stopping) can write: the fence waits for it.
+    moto starts no task for a service, so one is started by hand, as a service's would be."""
     from standby.runbooks import failback as failback_runbook
 
     assert scene.run(cutover.main).code == 0
     monkeypatch.setattr(failback_runbook, "DRAIN_TIMEOUT", 1.0)
     monkeypatch.setattr(failback_runbook, "POLL_SECONDS", 0.2)
-    monkeypatch.setattr(AwsStandby, "running_counts", lambda self: {"web": 1, "worker": 0})
+    ecs = boto3.client("ecs")
+    manifest = scene.manifest
+    task = ecs.run_task(
+        cluster=manifest.cluster, taskDefinition=manifest.services["web"], launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": list(manifest.subnets),
+                                                      "securityGroups": [manifest.task_security_group]}},
+    )["tasks"][0]  # fmt: skip
 
     run = scene.run(failback.main)
 
     assert run.code == 3, run.output
     assert "step fence_standby failed: standby tasks still run 1 s after scaling to zero" in run.output
     assert not [r for r in scene.heroku.requests if r.path.endswith(("/restores", "/backups"))]
+    ecs.stop_task(cluster=manifest.cluster, task=task["taskArn"])
+    assert scene.run(failback.main, "--resume").code == 0  # stopped: the failback goes on
 
 
 @pytest.mark.slow

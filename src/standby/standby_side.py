@@ -93,8 +93,29 @@ class AwsStandby:
         return {kind: int(s["desiredCount"]) for kind, s in self._services().items()}
 
     def running_counts(self) -> dict[str, int]:
-        """Tasks that run now: what a fence must see at zero, not just what is wanted."""
-        return {kind: int(s.get("runningCount", 0)) for kind, s in self._services().items()}
+        """Tasks not yet stopped, per process type: what a fence must see at zero, not what is wanted.
+
+        A service's runningCount leaves out tasks that are draining from the load balancer or stopping,
+        which can still write: every task of the service whose last status is not STOPPED counts.
+        """
+        ecs, cluster = self.client("ecs"), self.manifest.cluster
+        self._services()  # a service the manifest names but ECS lacks is an error, as elsewhere
+        counts = {}
+        for kind, service in self.manifest.services.items():
+            arns = [
+                arn
+                for status in ("RUNNING", "STOPPED")  # desired STOPPED: told to stop, maybe not stopped yet
+                for page in ecs.get_paginator("list_tasks").paginate(
+                    cluster=cluster, serviceName=service, desiredStatus=status
+                )
+                for arn in page["taskArns"]
+            ]
+            alive = 0
+            for start in range(0, len(arns), 100):  # describe_tasks takes 100 at a time
+                tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"]
+                alive += sum(1 for t in tasks if t.get("lastStatus") != "STOPPED")
+            counts[kind] = alive
+        return counts
 
     def scale(self, counts: Mapping[str, int]) -> None:
         ecs = self.client("ecs")
