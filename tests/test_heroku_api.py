@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from standby.heroku_api import HerokuAuthError, HerokuClient, HerokuNotFound, HerokuUnreachable
+from standby.errors import ConfigError
+from standby.heroku_api import (
+    HerokuAuthError,
+    HerokuClient,
+    HerokuNotFound,
+    HerokuRateLimited,
+    HerokuUncertain,
+    HerokuUnreachable,
+)
 from standby.local.heroku_fake import FakeApp, HerokuFake
 
 TOKEN = "tok-secret-123"
@@ -27,7 +36,7 @@ def fake() -> Iterator[HerokuFake]:
 
 def _client(fake: HerokuFake, token: str = TOKEN, **kwargs: object) -> HerokuClient:
     sleeps: list[float] = []
-    client = HerokuClient(token, fake.url, sleep=sleeps.append, **kwargs)  # type: ignore[arg-type]
+    client = HerokuClient(token, fake.url, sleep=sleeps.append, data_api_url=fake.url, **kwargs)  # type: ignore[arg-type]
     client.sleeps = sleeps  # type: ignore[attr-defined]
     return client
 
@@ -90,3 +99,51 @@ def test_a_missing_token_is_refused_before_any_request(fake: HerokuFake) -> None
     with pytest.raises(HerokuAuthError, match="HEROKU_API_KEY"):
         HerokuClient.from_env({"HEROKU_API_URL": fake.url})
     assert fake.requests == []
+
+
+def test_429_until_the_attempts_run_out_is_a_rate_limit_not_an_outage(fake: HerokuFake) -> None:
+    fake.fail_next(10, 429)
+    with pytest.raises(HerokuRateLimited, match="Heroku is up") as raised:
+        _client(fake, attempts=3).app("acme")
+    assert not isinstance(raised.value, HerokuUnreachable)  # never an invitation to --primary-unreachable
+    assert "do not pass --primary-unreachable" in str(raised.value)
+
+
+def test_a_post_is_never_sent_twice_after_an_unclear_answer(fake: HerokuFake) -> None:
+    fake.fail_next(1, 503)
+    with pytest.raises(HerokuUncertain, match="not sent again"):
+        _client(fake).capture_backup(fake.apps["acme"].postgres_addon_id)
+    assert [r.method for r in fake.requests] == ["POST"]
+
+
+def test_a_restore_whose_answer_was_lost_is_found_not_started_again(
+    fake: HerokuFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Heroku acted, but the answer never came (a timeout, a 503): the side looks for the transfer it made."""
+    from standby.primary_side import HerokuSide
+
+    dump = tmp_path / "dump"
+    dump.write_bytes(b"not a dump")
+    fake.lose_next_answer("POST", "restores")
+    side = HerokuSide("acme", lambda: _client(fake))
+
+    side.restore_database(dump.as_uri())  # returns once the transfer it made is seen finished
+
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert len(posts) == 1 and len(fake.transfers) == 1  # one restore, adopted, waited for
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [("http://127.0.0.1:5000", True), ("https://api.heroku.com", True), ("http://api.heroku.com", False)],
+)
+def test_the_token_only_travels_over_https_except_on_this_machine(url: str, allowed: bool) -> None:
+    if allowed:
+        assert HerokuClient(TOKEN, url).base_url == url
+    else:
+        with pytest.raises(ConfigError, match="must use https"):
+            HerokuClient(TOKEN, url)
+
+
+def test_the_data_api_is_where_the_official_cli_reaches_it() -> None:
+    assert HerokuClient(TOKEN).data_api_url == "https://api.data.heroku.com"

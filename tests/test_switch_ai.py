@@ -269,3 +269,14 @@ def test_a_cutover_that_switches_the_provider_still_verifies_every_row_count_and
     assert count_tables(scene.standby, ["public.rental"]) == count_tables(scene.source, ["public.rental"])
     assert providers["anthropic"].calls == 1
     assert "data verified: yes" in run.output and "AI settings live: yes" in run.output
+
+
+def test_a_release_that_failed_ends_the_wait_at_once_with_its_status(ai_scene: AiScene) -> None:
+    ai_scene.heroku.apps[ai_scene.manifest.app].release_status = "failed"  # its release phase fails
+
+    started = time.monotonic()
+    result = ai_scene.switch("anthropic")
+
+    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
+    assert "step wait_live failed: Heroku's release v1" in result.stderr and "failed" in result.stderr  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 60  # not the 600 s the wait allows

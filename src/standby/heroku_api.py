@@ -1,8 +1,11 @@
 """A small client for the Heroku Platform API (v3): the calls the runbooks make, retried politely.
 
-Base URL from $HEROKU_API_URL (default the real API), bearer token from $HEROKU_API_KEY. 429 and 5xx
-answers and dropped connections are retried with exponential backoff, honouring Retry-After; 401, 403
-and 404 become errors that say what to check. The token never appears in a message.
+Base URL from $HEROKU_API_URL (default the real API), bearer token from $HEROKU_API_KEY; https only, but
+on this machine (the fake). 429 answers are retried honouring Retry-After, for every method (Heroku did
+not act on them); 5xx answers and dropped connections are retried with exponential backoff for the
+methods that may be repeated (GET, PATCH with absolute values), never for a POST, which may have acted:
+its caller checks what exists instead. A 429 until we give up is `HerokuRateLimited`, not "unreachable":
+Heroku is up. 401, 403 and 404 become errors that say what to check. The token never appears in a message.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import Any, Final
 from standby.errors import ConfigError, StandbyError
 
 DEFAULT_API_URL: Final = "https://api.heroku.com"
-DEFAULT_DATA_API_URL: Final = "https://postgres-api.heroku.com"  # Heroku Postgres: backups and restores
+DEFAULT_DATA_API_URL: Final = "https://api.data.heroku.com"  # Heroku Postgres, as the official CLI reaches it
 ACCEPT: Final = "application/vnd.heroku+json; version=3"
 RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
+REPEATABLE: Final = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})  # the runbooks' PATCHes set values
+LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class HerokuApiError(StandbyError):
@@ -36,6 +41,14 @@ class HerokuApiError(StandbyError):
 
 class HerokuUnreachable(HerokuApiError):
     """Heroku did not answer (connection refused, timeouts, or 5xx until we gave up)."""
+
+
+class HerokuRateLimited(HerokuApiError):
+    """Heroku answers, but 429 until we gave up: up and busy, not down (never a reason for --primary-unreachable)."""
+
+
+class HerokuUncertain(HerokuApiError):
+    """A request that must not be repeated got no clear answer: it may or may not have taken effect."""
 
 
 class HerokuAuthError(HerokuApiError):
@@ -135,6 +148,10 @@ class HerokuClient:
         path = f"/client/v11/databases/{_q(addon_id)}/backups"
         return dict(self.request("POST", path, {}, base=self.data_api_url))
 
+    def transfers(self, app: str) -> list[dict[str, Any]]:
+        """The app's Heroku Postgres transfers (backups and restores), as `heroku pg:backups` lists them."""
+        return list(self.request("GET", f"/client/v11/apps/{_q(app)}/transfers", base=self.data_api_url))
+
     def transfer(self, app: str, transfer_id: str) -> dict[str, Any]:
         path = f"/client/v11/apps/{_q(app)}/transfers/{_q(transfer_id)}"
         return dict(self.request("GET", path, base=self.data_api_url))
@@ -158,7 +175,7 @@ class HerokuClient:
             **({"Content-Type": "application/json"} if data is not None else {}),
             **(headers or {}),
         }
-        last_problem = ""
+        last_problem, limited = "", False
         for attempt in range(self.attempts):
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             try:
@@ -170,14 +187,33 @@ class HerokuClient:
                 error = _error_body(exc)
                 if status not in RETRYABLE:
                     raise _error_for(status, error, method, path) from None
+                limited = status == 429
                 last_problem = f"HTTP {status} ({error.get('id', 'no id')})"
-                delay = _retry_after(exc.headers.get("Retry-After")) if status == 429 else None
+                delay = _retry_after(exc.headers.get("Retry-After")) if limited else None
+                if not limited and method not in REPEATABLE:
+                    raise HerokuUncertain(
+                        f"Heroku answered {method} {path} with HTTP {status}: it may or may not have acted, so it "
+                        "is not sent again.",
+                        status,
+                    ) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last_problem = f"{type(reason).__name__}: {reason}"
-                delay = None
+                delay, limited = None, False
+                if method not in REPEATABLE and not _refused(reason):
+                    raise HerokuUncertain(
+                        f"{method} {path} got no answer from Heroku ({last_problem}): it may or may not have acted, "
+                        "so it is not sent again."
+                    ) from None
             if attempt + 1 < self.attempts:
                 self._sleep(delay if delay is not None else self._backoff(attempt))
+        if limited:
+            raise HerokuRateLimited(
+                f"the Heroku API rate-limited {method} {path} {self.attempts} times in a row: Heroku is up, and this "
+                "token (or account) is over its request budget. Wait a few minutes, then --resume; do not pass "
+                "--primary-unreachable, Heroku answers.",
+                429,
+            )
         raise HerokuUnreachable(
             f"the Heroku API at {self.base_url} did not answer {method} {path} after {self.attempts} attempts "
             f"(last: {last_problem}). Check https://status.heroku.com; if Heroku is down, say so explicitly "
@@ -192,7 +228,18 @@ def _api_url(url: str, setting: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigError([f"{setting} must be a URL like https://api.heroku.com. Got {url!r}."])
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise ConfigError(
+            [
+                f"{setting} must use https (the token travels with every request); http is for this machine only. Got {url!r}."
+            ]
+        )
     return url.rstrip("/")
+
+
+def _refused(reason: object) -> bool:
+    """A connection that was never made: nothing reached Heroku, so even a POST may be sent again."""
+    return isinstance(reason, ConnectionRefusedError)
 
 
 def _q(part: str) -> str:

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from standby.errors import SafetyRefusal
-from standby.heroku_api import HerokuClient
+from standby.heroku_api import HerokuClient, HerokuUncertain
 from standby.runbook.engine import RunContext
 
 TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
@@ -69,13 +69,30 @@ class HerokuSide:
     def restore_database(self, dump_url: str, timeout: float = TRANSFER_TIMEOUT) -> None:
         """Heroku's `pg:backups:restore URL` into the app's database, waited for until it succeeded."""
         addon = self.client.postgres_addon(self.app)
-        self._wait(self.client.restore_database(addon["id"], dump_url), "restore", timeout)
+        self._wait(
+            self._start(lambda: self.client.restore_database(addon["id"], dump_url)), "restore", timeout
+        )
 
     def capture_backup(self, timeout: float = TRANSFER_TIMEOUT) -> str:
         """Heroku's `pg:backups:capture`, waited for: the backup's name (b001, ...), kept by Heroku."""
         addon = self.client.postgres_addon(self.app)
-        transfer = self._wait(self.client.capture_backup(addon["id"]), "backup", timeout)
+        transfer = self._wait(self._start(lambda: self.client.capture_backup(addon["id"])), "backup", timeout)
         return f"b{int(transfer['num']):03d}"
+
+    def _start(self, post: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Start a transfer once: a POST without a clear answer is never sent again (a second restore would
+        run over the first); the transfer it may have created is looked for instead."""
+        known = {str(t["uuid"]) for t in self.client.transfers(self.app)}
+        try:
+            return post()
+        except HerokuUncertain as exc:
+            created = [t for t in self.client.transfers(self.app) if str(t["uuid"]) not in known]
+            if len(created) == 1:
+                return created[0]
+            raise SafetyRefusal(
+                f"{exc} Heroku lists {len(created)} new transfers for {self.app}; check `heroku pg:backups` before you "
+                "--resume."
+            ) from None
 
     def _wait(self, transfer: dict[str, Any], what: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -102,9 +119,14 @@ class HerokuSide:
         ctx.facts["release"] = release["version"] if release else None
 
     def settings_live(self, ctx: RunContext) -> bool:
+        """The change's release succeeded; one that failed ends the wait at once, with its status."""
         release = self.client.newest_release(self.app)
-        return (
-            release is not None
-            and release["version"] == ctx.facts.get("release")
-            and release["status"] == "succeeded"
-        )
+        if release is None or release["version"] != ctx.facts.get("release"):
+            return False
+        if release["status"] == "failed":
+            raise SafetyRefusal(
+                f"Heroku's release v{release['version']} ({release.get('description', 'the settings change')}) failed: "
+                f"the new settings are set but the dynos do not run them. See `heroku releases:info "
+                f"v{release['version']} --app {self.app}` and `heroku releases:output`, fix it, then --resume."
+            )
+        return bool(release["status"] == "succeeded")

@@ -38,15 +38,17 @@ class FakeApp:
     domains: list[str] = field(default_factory=list)
     postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     releases: list[dict[str, Any]] = field(default_factory=list)
+    release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
 
     def release(self, description: str) -> None:
         """What Heroku does on a config var change: a new release, which restarts the dynos."""
         self.releases.append(
-            {"id": str(uuid.uuid4()), "version": len(self.releases) + 1, "status": "succeeded",
-             "description": description, "current": True}
+            {"id": str(uuid.uuid4()), "version": len(self.releases) + 1, "status": self.release_status,
+             "description": description, "current": self.release_status == "succeeded"}
         )  # fmt: skip
-        for older in self.releases[:-1]:
-            older["current"] = False
+        if self.release_status == "succeeded":  # a failed release leaves the one before it current
+            for older in self.releases[:-1]:
+                older["current"] = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class HerokuFake:
         self.apps: dict[str, FakeApp] = {}
         self.requests: list[RecordedRequest] = []
         self._faults: deque[int] = deque()
+        self._lost_answers: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._host = host
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -131,6 +134,18 @@ class HerokuFake:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def lose_next_answer(self, method: str, kind: str) -> None:
+        """Act on the next `method` to `.../<kind>` (restores, backups), then answer 503: done, and not told."""
+        with self._lock:
+            self._lost_answers.add((method, kind))
+
+    def lose_answer(self, route: tuple[str, str]) -> bool:
+        with self._lock:
+            if route in self._lost_answers:
+                self._lost_answers.discard(route)
+                return True
+            return False
 
     def take_fault(self) -> int | None:
         with self._lock:
@@ -254,16 +269,22 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                     self._error(404, "not_found", "Couldn't find that database.")
                     return
                 transfer = _restore_from_url(fake.pg_restore, str((body or {}).get("backup_url", "")), app)
-                fake.transfers[transfer["uuid"]] = transfer
-                self._send(201, transfer)
+                fake.transfers[transfer["uuid"]] = transfer | {"app_uuid": app.id}
+                self._created(method, "restores", transfer)
             elif method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "backups":
                 app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
                 if app is None:
                     self._error(404, "not_found", "Couldn't find that database.")
                     return
                 transfer = _capture(fake, app)
-                fake.transfers[transfer["uuid"]] = transfer
-                self._send(201, transfer)
+                fake.transfers[transfer["uuid"]] = transfer | {"app_uuid": app.id}
+                self._created(method, "backups", transfer)
+            elif method == "GET" and len(parts) == 3 and parts[0] == "apps" and parts[2] == "transfers":
+                app = fake.find(parts[1])
+                if app is None:
+                    self._error(404, "not_found", "Couldn't find that app.")
+                    return
+                self._send(200, [t for t in fake.transfers.values() if t.get("app_uuid") == app.id])
             elif method == "GET" and len(parts) == 4 and parts[0] == "apps" and parts[2] == "transfers":
                 found = fake.transfers.get(parts[3])
                 if found is None:
@@ -272,6 +293,13 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._send(200, found)
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
+
+        def _created(self, method: str, kind: str, transfer: dict[str, Any]) -> None:
+            """201 with the transfer, or, when told to lose this answer, 503 after having acted (the harsh case)."""
+            if fake.lose_answer((method, kind)):
+                self._error(503, "unavailable", "Heroku API is temporarily unavailable.")
+            else:
+                self._send(201, transfer)
 
         def _patch_formation(self, app: FakeApp, body: Any) -> None:
             updates = (body or {}).get("updates")
