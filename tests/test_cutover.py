@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -437,4 +439,63 @@ def test_a_restore_that_cannot_fit_on_the_standby_is_refused_with_the_numbers(sc
     assert run.code == 3, run.output
     assert "step restore failed" in run.output
     assert re.search(r"needs about \d+\.\d\d GB on the target server .* and 0\.00 GB are free", run.output)
+    assert scene.records() == before and scene.mode() == "warm"
+
+
+def _writer(url: str, who: str) -> Callable[[threading.Event], None]:
+    """What a one-off dyno does in the harsh case: it keeps writing until its process is stopped."""
+
+    def work(stopping: threading.Event) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stopping.wait(0.02):
+                conn.execute("INSERT INTO actor (first_name, last_name) VALUES (%s, 'Dyno')", [who])
+
+    return work
+
+
+def test_the_fence_stops_one_off_and_scheduler_dynos_that_write_through_maintenance_mode(
+    scene: Scene, tmp_path: Path
+) -> None:
+    app = scene.heroku.apps[scene.app]
+    console = app.run_one_off("run", "rails console", _writer(scene.source, "console"))
+    job = app.run_one_off("scheduler", "rake reports:nightly", _writer(scene.source, "scheduler"))
+
+    run = scene.run(cutover.main, "--json", str(tmp_path / "r.json"))
+
+    assert run.code == 0, run.output
+    assert console.stopping.is_set() and job.stopping.is_set()
+    assert app.dynos == {}  # nothing runs on Heroku
+    written = count_tables(scene.source, ["public.actor"])
+    assert written["public.actor"] > 200  # they did write before the fence
+    # The final backup holds every row written before the fence, and nothing is written after it.
+    assert count_tables(scene.standby, ["public.actor"]) == written
+    time.sleep(0.2)
+    assert count_tables(scene.source, ["public.actor"]) == written
+    stops = [r.path.split("/")[-3] for r in scene.heroku.requests if r.path.endswith("/actions/stop")]
+    assert sorted(stops) == sorted([console.name, job.name])
+
+
+def test_a_dyno_that_will_not_stop_is_named_and_nothing_goes_on(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from standby import primary_side
+
+    monkeypatch.setattr(primary_side, "FENCE_TIMEOUT", 0.5)
+    monkeypatch.setattr(primary_side, "DYNO_POLL", 0.1)
+    app = scene.heroku.apps[scene.app]
+    stuck = app.run_one_off("run", "bash")
+
+    class Sticky(dict):  # type: ignore[type-arg]
+        """Heroku's stop does not take for this one dyno: it stays in the list, running."""
+
+        def pop(self, key: str, *default: object) -> object:
+            return self[key] if key == stuck.name else super().pop(key, *default)
+
+    app.dynos = Sticky(app.dynos)
+    before = scene.records()
+
+    run = scene.run(cutover.main)
+
+    assert run.code == 3, run.output
+    assert f"step fence_primary failed: Heroku still runs {stuck.name} after the fence" in run.output
     assert scene.records() == before and scene.mode() == "warm"

@@ -129,6 +129,14 @@ class HerokuClient:
         updates = [{"type": t, "quantity": q} for t, q in quantities.items()]
         return list(self.request("PATCH", f"/apps/{_q(app)}/formation", {"updates": updates}))
 
+    def dynos(self, app: str) -> list[dict[str, Any]]:
+        """Every dyno of the app: the formation's, and one-off, scheduler and release-phase dynos."""
+        return list(self.request("GET", f"/apps/{_q(app)}/dynos"))
+
+    def stop_dyno(self, app: str, dyno: str) -> None:
+        """Stop one dyno (SIGTERM, then SIGKILL after 30 s). Repeating it is harmless: a PUT-like action."""
+        self.request("POST", f"/apps/{_q(app)}/dynos/{_q(dyno)}/actions/stop", {}, repeatable=True)
+
     def postgres_addon(self, app: str) -> dict[str, Any]:
         """The Heroku Postgres add-on attached as DATABASE_URL."""
         for addon in self.request("GET", f"/apps/{_q(app)}/addons"):
@@ -165,7 +173,10 @@ class HerokuClient:
         body: Any = None,
         base: str | None = None,
         headers: Mapping[str, str] | None = None,
+        repeatable: bool = False,
     ) -> Any:
+        """One API call, retried as the module says; `repeatable` marks a POST that may be sent again."""
+        repeatable = repeatable or method in REPEATABLE
         url = f"{base or self.base_url}{path}"
         data = None if body is None else json.dumps(body).encode()
         headers = {
@@ -190,7 +201,7 @@ class HerokuClient:
                 limited = status == 429
                 last_problem = f"HTTP {status} ({error.get('id', 'no id')})"
                 delay = _retry_after(exc.headers.get("Retry-After")) if limited else None
-                if not limited and method not in REPEATABLE:
+                if not limited and not repeatable:
                     raise HerokuUncertain(
                         f"Heroku answered {method} {path} with HTTP {status}: it may or may not have acted, so it "
                         "is not sent again.",
@@ -200,7 +211,7 @@ class HerokuClient:
                 reason = getattr(exc, "reason", exc)
                 last_problem = f"{type(reason).__name__}: {reason}"
                 delay, limited = None, False
-                if method not in REPEATABLE and not _refused(reason):
+                if not repeatable and not _refused(reason):
                     raise HerokuUncertain(
                         f"{method} {path} got no answer from Heroku ({last_problem}): it may or may not have acted, "
                         "so it is not sent again."

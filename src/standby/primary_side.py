@@ -1,6 +1,6 @@
 """The primary side of every runbook: the app on Heroku, through its Platform API.
 
-Whether Heroku answers, the fence (maintenance mode and the formation), the database URL, the restore
+Whether Heroku answers, the fence (maintenance mode, the formation, every dyno), the database URL, the restore
 of a dump into Heroku Postgres, and the app's settings (config vars and the release they make). The
 Heroku client is built when first needed: a drill never talks to Heroku, so it needs no Heroku token.
 The tests and the rehearsal point the client at the fake Platform API (`standby.local.heroku_fake`).
@@ -18,6 +18,9 @@ from standby.heroku_api import HerokuClient, HerokuUncertain
 from standby.runbook.engine import RunContext
 
 TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
+FENCE_TIMEOUT: Final = 120.0  # seconds for every dyno to stop (Heroku sends SIGKILL 30 s after SIGTERM)
+DYNO_POLL: Final = 1.0
+LIVE_DYNO_STATES: Final = frozenset({"up", "starting", "idle"})  # not "crashed" or "down"
 
 
 class HerokuSide:
@@ -43,13 +46,31 @@ class HerokuSide:
     def in_maintenance(self) -> bool:
         return bool(self.client.app(self.app).get("maintenance"))
 
-    def is_fenced(self) -> bool:
-        return self.in_maintenance() and not any(self.formation().values())
+    def running_dynos(self) -> list[str]:
+        """Dynos that run, whatever started them: maintenance mode stops none of them."""
+        return sorted(
+            str(d["name"]) for d in self.client.dynos(self.app) if d.get("state") in LIVE_DYNO_STATES
+        )
 
-    def fence(self) -> None:
-        """Maintenance mode on (the router stops), then every process type to zero."""
+    def is_fenced(self) -> bool:
+        return self.in_maintenance() and not any(self.formation().values()) and not self.running_dynos()
+
+    def fence(self, timeout: float | None = None) -> None:
+        """Maintenance mode on (the router stops), every process type to zero, then every dyno still
+        running stopped (one-off `heroku run`, Heroku Scheduler and release-phase dynos keep running
+        through both) until none runs."""
         self.client.set_maintenance(self.app, True)
         self.client.scale(self.app, dict.fromkeys(self.formation(), 0))
+        deadline = time.monotonic() + (FENCE_TIMEOUT if timeout is None else timeout)
+        while running := self.running_dynos():
+            if time.monotonic() > deadline:
+                raise SafetyRefusal(
+                    f"Heroku still runs {', '.join(running)} after the fence tried to stop them: they may write, so "
+                    f"nothing else was done. Stop them (`heroku ps:stop <dyno> --app {self.app}`), then --resume."
+                )
+            for name in running:
+                self.client.stop_dyno(self.app, name)
+            time.sleep(DYNO_POLL)
 
     def is_serving(self, formation: Mapping[str, int]) -> bool:
         current = self.formation()

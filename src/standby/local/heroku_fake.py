@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +26,45 @@ from urllib.parse import unquote
 
 ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
+
+
+@dataclass
+class FakeDyno:
+    """One dyno. Maintenance mode does not stop it (it only stops the router); a stop, or for a formation
+    dyno a scale below it, does. `work` is what it does while it runs (a test's writer), in a thread."""
+
+    name: str  # web.1, run.4721, scheduler.2931, release.8
+    type: str
+    command: str
+    size: str = "Standard-1X"
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    work: Callable[[threading.Event], None] | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> FakeDyno:
+        if self.work is not None:
+            self.thread = threading.Thread(
+                target=self.work, args=(self.stopping,), daemon=True, name=self.name
+            )
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM: the process ends (its thread is waited for), then the dyno is gone."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+    def as_json(self, app: FakeApp) -> dict[str, Any]:
+        current = next((r for r in reversed(app.releases) if r.get("current")), None)
+        return {
+            "id": self.id, "name": self.name, "type": self.type, "command": self.command, "size": self.size,
+            "state": "up", "attach_url": None, "created_at": self.created_at, "updated_at": self.created_at,
+            "release": {"id": current["id"], "version": current["version"]} if current else None,
+            "app": {"id": app.id, "name": app.name},
+        }  # fmt: skip
 
 
 @dataclass
@@ -39,6 +79,31 @@ class FakeApp:
     postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
+    dynos: dict[str, FakeDyno] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.scale_dynos()
+
+    def scale_dynos(self) -> None:
+        """The formation's dynos follow its quantities: web.1 .. web.N; one-off dynos are left alone."""
+        for kind, process in self.formation.items():
+            quantity = int(process["quantity"])
+            for name in [
+                n for n, d in self.dynos.items() if d.type == kind and int(n.split(".")[1]) > quantity
+            ]:
+                self.dynos.pop(name).stop()
+            for i in range(1, quantity + 1):
+                self.dynos.setdefault(
+                    f"{kind}.{i}", FakeDyno(f"{kind}.{i}", kind, kind, str(process["size"]))
+                )
+
+    def run_one_off(
+        self, kind: str = "run", command: str = "bash", work: Callable[[threading.Event], None] | None = None
+    ) -> FakeDyno:
+        """`heroku run` (kind "run"), a Heroku Scheduler job ("scheduler") or a release phase ("release")."""
+        name = f"{kind}.{len(self.dynos) + 1000 + int(uuid.uuid4().int % 9000)}"
+        dyno = self.dynos[name] = FakeDyno(name, kind, command, work=work).start()
+        return dyno
 
     def release(self, description: str) -> None:
         """What Heroku does on a config var change: a new release, which restarts the dynos."""
@@ -250,6 +315,17 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._send(200, list(reversed(app.releases)) if newest_first else app.releases)
             elif route == ("GET", "formation"):
                 self._send(200, app.formation_json())
+            elif route == ("GET", "dynos") and len(parts) == 3:
+                self._send(200, [d.as_json(app) for _, d in sorted(app.dynos.items())])
+            elif route == ("POST", "dynos") and len(parts) == 6 and parts[4:] == ["actions", "stop"]:
+                dyno = app.dynos.get(parts[3]) or next(
+                    (d for d in app.dynos.values() if d.id == parts[3]), None
+                )
+                if dyno is None:
+                    self._error(404, "not_found", "Couldn't find that dyno.")
+                    return
+                app.dynos.pop(dyno.name).stop()
+                self._send(202, {})
             elif route == ("PATCH", "formation"):
                 self._patch_formation(app, body)
             elif route == ("GET", "addons"):
@@ -317,6 +393,7 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                     process["quantity"] = int(update["quantity"])
                 if "size" in update:
                     process["size"] = update["size"]
+            app.scale_dynos()
             self._send(200, app.formation_json())
 
     return Handler

@@ -142,7 +142,7 @@ class FencePrimary(EnvStep):
         return self.env.primary.is_fenced()
 
     def plan(self, ctx: RunContext) -> str:
-        return "Heroku maintenance mode on, every dyno to zero"
+        return "Heroku maintenance mode on, the formation to zero, then every dyno still running stopped"
 
     def apply(self, ctx: RunContext) -> None:
         if "primary_formation" not in ctx.facts:  # read before scaling: the standby and failback need it
