@@ -30,8 +30,8 @@ from tests.conftest import SAMPLE_RENTALS
 from tests.runbook_scene import LB, TOKEN, Scene
 from tests.servers import ROOT, count_tables, run_script
 
-STEPS = ["preflight", "assess_primary", "fence_primary", "final_backup", "restore", "verify_data",
-         "scale_standby", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
+STEPS = ["preflight", "assess_primary", "fence_primary", "fence_database", "final_backup", "restore",
+         "verify_data", "scale_standby", "wait_healthy", "switch_dns", "verify_public"]  # fmt: skip
 TABLES = ["public.rental", "public.payment", "public.customer", "public.film"]
 
 
@@ -318,8 +318,10 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
     report = json.loads((tmp_path / "failback.json").read_text())
     assert report["verified"] is True
     assert [s["name"] for s in report["steps"]] == [
-        "preflight", "fence_standby", "dump_standby", "capture_heroku", "restore_heroku", "hand_back",
-        "unfence_heroku", "switch_dns_back", "standby_base_mode"]  # fmt: skip
+        "preflight", "fence_standby", "dump_standby", "capture_heroku", "unfence_database", "restore_heroku",
+        "hand_back", "unfence_heroku", "switch_dns_back", "standby_base_mode"]  # fmt: skip
+    with psycopg.connect(scene.source, autocommit=True) as conn:  # the database fence is undone
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Back', 'Home')")
     assert boto3.client("ssm").get_parameters(Names=[heroku_fence_parameter(scene.app)])["Parameters"] == []
     # Heroku's own database was kept first, as Heroku keeps backups: the way back from a bad failback.
     kept = report["facts"]["heroku_backup"]
@@ -340,6 +342,23 @@ def test_a_cutover_run_again_after_it_finished_is_refused_before_touching_anythi
     assert run.code == 3, run.output
     assert "step preflight failed: the standby in us-east-2 is live already" in run.output
     assert count_tables(scene.standby, ["public.actor"]) == {"public.actor": 201}
+
+
+def test_after_the_fence_the_apps_own_credential_cannot_write_to_herokus_database(scene: Scene) -> None:
+    session = psycopg.connect(scene.source, autocommit=True)  # a console someone left open
+
+    run = scene.run(cutover.main)
+
+    assert run.code == 0, run.output
+    assert "open session(s) ended" in run.output
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Write')")
+    with (
+        psycopg.connect(scene.source, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Write')")
+    session.close()
 
 
 def test_the_cutover_records_heroku_fenced_before_it_fences(scene: Scene) -> None:
@@ -371,7 +390,7 @@ def test_failback_refuses_to_restore_over_a_heroku_that_is_not_fenced(scene: Sce
     run = scene.run(failback.main)
 
     assert run.code == 3, run.output
-    assert "step restore_heroku failed: Heroku is not fenced" in run.output
+    assert "step unfence_database failed: Heroku is not fenced" in run.output
     assert count_tables(scene.source, ["public.actor"]) == before  # Heroku's data untouched
     assert not [r for r in scene.heroku.requests if r.path.endswith("/restores")]
 

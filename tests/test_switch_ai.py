@@ -216,6 +216,7 @@ def test_the_cutover_can_switch_the_provider_right_after_the_standby_goes_active
         "preflight",
         "assess_primary",
         "fence_primary",
+        "fence_database",
         "final_backup",
         "restore",
         "verify_data",

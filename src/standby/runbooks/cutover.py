@@ -1,6 +1,7 @@
 """The cutover from Heroku to the AWS standby (DESIGN.md §4), as runbook steps.
 
-preflight (choose the backup: the newest whose dump is whole) -> assess the primary -> fence it -> final
+preflight (choose the backup: the newest whose dump is whole) -> assess the primary -> fence it (API:
+maintenance, formation, every dyno) -> fence its database (the app's credential read-only) -> final
 backup (if its database answers; then it is the one restored) -> restore (skipped when restore-ahead
 already holds it; a dump that fails its hash is passed over for the next one) -> verify the data ->
 scale the standby (data before traffic) -> wait for healthy services -> switch DNS -> verify the records. Every step is idempotent and knows when it
@@ -12,13 +13,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from standby import catalog, dns_query
+import psycopg
+
+from standby import catalog, database_fence, dns_query
 from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.config.models import DnsMode, Mode
 from standby.drill_history import forecast_note
 from standby.errors import InfrastructureError, SafetyRefusal
 from standby.heroku_api import HerokuUnreachable
-from standby.pg_url import parse_database_url
+from standby.pg_url import Database, parse_database_url
 from standby.restore import (
     DumpRefused,
     RestoreRequest,
@@ -158,6 +161,43 @@ class FencePrimary(EnvStep):
     def verify(self, ctx: RunContext) -> None:
         if ctx.facts.get("primary_reachable") and not self.is_done(ctx):
             raise SafetyRefusal("Heroku still runs dynos or is out of maintenance mode after fencing.")
+
+
+class FenceDatabase(EnvStep):
+    """The database fence (standby.database_fence): the app's credential can no longer write, so nothing
+    changes after the final backup's snapshot, whatever still holds the credential."""
+
+    name = "fence_database"
+
+    def _database(self, ctx: RunContext) -> Database | None:
+        if not ctx.facts.get("primary_reachable"):
+            return None  # no DATABASE_URL without Heroku's API (it rotates); nothing to fence with
+        url = self.env.primary.database_url()
+        return parse_database_url(url, "Heroku DATABASE_URL") if url else None
+
+    def is_done(self, ctx: RunContext) -> bool:
+        database = self._database(ctx)
+        if database is None:
+            return True
+        try:
+            return database_fence.is_fenced(database)
+        except psycopg.OperationalError:
+            return True  # it does not answer: it takes no writes either; the newest backup will be used
+
+    def plan(self, ctx: RunContext) -> str:
+        return "the app's credential read-only in Heroku's database, its sessions ended (no API needed)"
+
+    def apply(self, ctx: RunContext) -> None:
+        database = self._database(ctx)
+        assert database is not None
+        ended = database_fence.fence_database(database)
+        ctx.facts["database_fenced_at"] = datetime.now(UTC).isoformat()
+        ctx.say(f"  new transactions of the app's role are read-only; {ended} open session(s) ended")
+
+    def verify(self, ctx: RunContext) -> None:
+        database = self._database(ctx)
+        if database is not None and "database_fenced_at" in ctx.facts:
+            database_fence.prove_fenced(database)
 
 
 class FinalBackup(EnvStep):
@@ -376,6 +416,7 @@ def cutover_steps(
         Preflight(env, choice),
         AssessPrimary(env, primary_unreachable),
         FencePrimary(env),
+        FenceDatabase(env),
         FinalBackup(env, choice),
         Restore(env, choice),
         VerifyData(env),

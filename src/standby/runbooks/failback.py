@@ -1,7 +1,8 @@
 """The failback from the AWS standby to Heroku, as runbook steps.
 
 preflight -> fence the standby (services to zero, until no task runs: no more writes) -> dump it ->
-capture Heroku's own backup of its database (the way back) -> restore the dump into Heroku Postgres from a
+capture Heroku's own backup of its database (the way back) -> reset the database fence (Heroku stays in
+maintenance, no dyno) -> restore the dump into Heroku Postgres from a
 presigned URL (Heroku's own `pg:backups:restore`), only while Heroku is fenced -> verify Heroku's row counts ->
 hand back (Heroku is the live side again, on record: the standby's mode to its base mode) ->
 unfence Heroku (dynos back, maintenance off) -> DNS back to Heroku -> the standby's services as its base
@@ -14,11 +15,11 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
-from standby import catalog
+from standby import catalog, database_fence
 from standby.backup import BackupRequest, run_backup
 from standby.config.models import Mode
 from standby.errors import SafetyRefusal
-from standby.pg_url import parse_database_url
+from standby.pg_url import Database, parse_database_url
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
@@ -118,6 +119,34 @@ class CaptureHeroku(EnvStep):
     def apply(self, ctx: RunContext) -> None:
         ctx.facts["heroku_backup"] = self.env.primary.capture_backup()
         ctx.say(f"  Heroku kept its database as backup {ctx.facts['heroku_backup']} (`heroku pg:backups`)")
+
+
+class UnfenceDatabase(EnvStep):
+    """The cutover's database fence reset, so Heroku's restore (as the app's credential) can write; Heroku
+    itself stays fenced (maintenance mode, no dyno) until the data is verified."""
+
+    name = "unfence_database"
+
+    def _database(self) -> Database | None:
+        url = self.env.primary.database_url()
+        return parse_database_url(url, "Heroku DATABASE_URL") if url else None
+
+    def is_done(self, ctx: RunContext) -> bool:
+        database = self._database()
+        return database is None or not database_fence.is_fenced(database)
+
+    def plan(self, ctx: RunContext) -> str:
+        return "reset the database fence on Heroku's database (Heroku stays in maintenance, no dyno runs)"
+
+    def apply(self, ctx: RunContext) -> None:
+        if not self.env.primary.is_fenced():
+            raise SafetyRefusal(
+                "Heroku is not fenced (maintenance mode is off or dynos run): its database stays read-only until "
+                "it is. Fence it again, then --resume."
+            )
+        database = self._database()
+        assert database is not None
+        database_fence.unfence_database(database)
 
 
 class RestoreHeroku(EnvStep):
@@ -240,6 +269,7 @@ def failback_steps(env: RunbookEnv) -> list[Step]:
         FenceStandby(env),
         DumpStandby(env),
         CaptureHeroku(env),
+        UnfenceDatabase(env),
         RestoreHeroku(env),
         HandBack(env),
         UnfenceHeroku(env),
