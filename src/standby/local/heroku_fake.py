@@ -26,6 +26,34 @@ from urllib.parse import unquote
 
 ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
+# The Platform API routes the fake serves (tests/test_heroku_fake_contract.py holds each against Heroku's
+# published schema); the Postgres data API's (/client/v11/...) are not in that schema.
+PLATFORM_ROUTES: Final = (
+    ("GET", "/apps/{app}"),
+    ("PATCH", "/apps/{app}"),
+    ("GET", "/apps/{app}/config-vars"),
+    ("PATCH", "/apps/{app}/config-vars"),
+    ("GET", "/apps/{app}/releases"),
+    ("GET", "/apps/{app}/formation"),
+    ("PATCH", "/apps/{app}/formation"),
+    ("GET", "/apps/{app}/addons"),
+    ("GET", "/apps/{app}/domains"),
+    ("GET", "/apps/{app}/dynos"),
+    ("POST", "/apps/{app}/dynos/{dyno}/actions/stop"),
+)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _uuid(name: str) -> str:
+    """A stable id for a named thing (a region, a size, a stack), as Heroku's ids are stable."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://api.heroku.com/{name}"))
+
+
+CREATED: Final = "2024-05-01T12:00:00Z"  # when the fake's apps and add-ons were "created"
+OWNER: Final = {"id": _uuid("owner"), "email": "owner@example.com"}
 
 
 @dataclass
@@ -107,32 +135,90 @@ class FakeApp:
 
     def release(self, description: str) -> None:
         """What Heroku does on a config var change: a new release, which restarts the dynos."""
+        at = _now()
         self.releases.append(
-            {"id": str(uuid.uuid4()), "version": len(self.releases) + 1, "status": self.release_status,
-             "description": description, "current": self.release_status == "succeeded"}
+            {"addon_plan_names": ["heroku-postgresql:standard-0"], "artifacts": [], "app": self.ref,
+             "created_at": at, "description": description, "id": str(uuid.uuid4()), "updated_at": at,
+             "slug": {"id": _uuid(f"{self.id}/slug")}, "status": self.release_status, "user": dict(OWNER),
+             "version": len(self.releases) + 1, "current": self.release_status == "succeeded",
+             "output_stream_url": None, "eligible_for_rollback": self.release_status == "succeeded"}
         )  # fmt: skip
         if self.release_status == "succeeded":  # a failed release leaves the one before it current
             for older in self.releases[:-1]:
                 older["current"] = False
 
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
     def as_json(self) -> dict[str, Any]:
+        """The app as Heroku's `app` schema has it: every field, null where Heroku has nothing."""
+        released = self.releases[-1]["created_at"] if self.releases else None
         return {
-            "id": self.id,
-            "name": self.name,
-            "maintenance": self.maintenance,
-            "region": {"name": self.region},
-            "web_url": f"https://{self.name}.herokuapp.com/",
-        }
+            "acm": False, "archived_at": None, "buildpack_provided_description": "Ruby",
+            "build_stack": {"id": _uuid("stack"), "name": "heroku-24"}, "created_at": CREATED,
+            "generation": {"id": _uuid("cedar"), "name": "cedar"}, "git_url": f"https://git.heroku.com/{self.name}.git",
+            "id": self.id, "internal_routing": None, "maintenance": self.maintenance, "name": self.name,
+            "owner": {"email": OWNER["email"], "id": OWNER["id"]}, "organization": None, "team": None,
+            "region": {"id": _uuid(self.region), "name": self.region}, "released_at": released, "repo_size": None,
+            "slug_size": 52428800, "space": None, "stack": {"id": _uuid("stack"), "name": "heroku-24"},
+            "updated_at": _now(), "web_url": f"https://{self.name}.herokuapp.com/",
+        }  # fmt: skip
 
     def formation_json(self) -> list[dict[str, Any]]:
         return [
             {
-                "type": t,
+                "app": self.ref,
+                "command": f"bundle exec {t}",
+                "created_at": CREATED,
+                "dyno_size": {"id": _uuid(str(f["size"])), "name": str(f["size"])},
+                "id": _uuid(f"{self.id}/{t}"),
                 "quantity": f["quantity"],
                 "size": f["size"],
-                "app": {"id": self.id, "name": self.name},
-            }
+                "type": t,
+                "updated_at": _now(),
+            }  # fmt: skip
             for t, f in sorted(self.formation.items())
+        ]
+
+    def addons_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "actions": [],
+                "addon_service": {"id": _uuid("heroku-postgresql"), "name": "heroku-postgresql"},
+                "billing_entity": {"id": self.id, "name": self.name, "type": "app"},
+                "app": self.ref,
+                "billed_price": {"cents": 5000, "contract": False, "unit": "month"},
+                "config_vars": ["DATABASE_URL"],
+                "created_at": CREATED,
+                "id": self.postgres_addon_id,
+                "name": f"postgresql-{self.name}",
+                "plan": {"id": _uuid("standard-0"), "name": "heroku-postgresql:standard-0"},
+                "provider_id": f"resource{self.postgres_addon_id[:8]}@heroku.com",
+                "provision_message": "",
+                "state": "provisioned",
+                "updated_at": CREATED,
+                "web_url": None,
+            }  # fmt: skip
+        ]
+
+    def domains_json(self) -> list[dict[str, Any]]:
+        default = f"{self.name}.herokuapp.com"
+        return [
+            {
+                "acm_status": None,
+                "acm_status_reason": None,
+                "app": self.ref,
+                "cname": None if host == default else f"{host}.herokudns.com",
+                "created_at": CREATED,
+                "hostname": host,
+                "id": _uuid(host),
+                "kind": "heroku" if host == default else "custom",
+                "updated_at": CREATED,
+                "status": "succeeded",
+                "sni_endpoint": None,
+            }  # fmt: skip
+            for host in [default, *self.domains]
         ]
 
 
@@ -329,11 +415,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             elif route == ("PATCH", "formation"):
                 self._patch_formation(app, body)
             elif route == ("GET", "addons"):
-                self._send(200, [{"id": app.postgres_addon_id, "name": f"postgresql-{app.name}",
-                                  "addon_service": {"name": "heroku-postgresql"}, "config_vars": ["DATABASE_URL"],
-                                  "app": {"id": app.id, "name": app.name}}])  # fmt: skip
+                self._send(200, app.addons_json())
             elif route == ("GET", "domains"):
-                self._send(200, [{"hostname": d, "cname": f"{d}.herokudns.com"} for d in app.domains])
+                self._send(200, app.domains_json())
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
 
