@@ -177,7 +177,7 @@ class FakeApp:
                 "size": f["size"],
                 "type": t,
                 "updated_at": _now(),
-            }  # fmt: skip
+            }
             for t, f in sorted(self.formation.items())
         ]
 
@@ -199,7 +199,7 @@ class FakeApp:
                 "state": "provisioned",
                 "updated_at": CREATED,
                 "web_url": None,
-            }  # fmt: skip
+            }
         ]
 
     def domains_json(self) -> list[dict[str, Any]]:
@@ -217,7 +217,7 @@ class FakeApp:
                 "updated_at": CREATED,
                 "status": "succeeded",
                 "sni_endpoint": None,
-            }  # fmt: skip
+            }
             for host in [default, *self.domains]
         ]
 
