@@ -84,15 +84,11 @@ def test_an_unknown_app_says_to_check_the_name(fake: HerokuFake) -> None:
 def test_maintenance_and_scaling_change_the_app(fake: HerokuFake) -> None:
     client = _client(fake)
     assert client.set_maintenance("acme", True)["maintenance"] is True
-    assert client.scale("acme", {"web": 0}) == [
-        {
-            "type": "web",
-            "quantity": 0,
-            "size": "Standard-2X",
-            "app": {"id": fake.apps["acme"].id, "name": "acme"},
-        }
-    ]
+    (web,) = client.scale("acme", {"web": 0})
+    assert (web["type"], web["quantity"], web["size"]) == ("web", 0, "Standard-2X")
+    assert web["app"] == {"id": fake.apps["acme"].id, "name": "acme"}
     assert fake.apps["acme"].maintenance is True
+    assert fake.apps["acme"].dynos == {}  # the formation's dynos stopped with it
 
 
 def test_a_missing_token_is_refused_before_any_request(fake: HerokuFake) -> None:

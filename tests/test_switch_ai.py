@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -69,6 +70,19 @@ class AiScene:
         return str(found["Parameter"]["Value"])
 
 
+def _ai_config(openai: AiProviderFake, claude: AiProviderFake) -> dict[str, Any]:
+    """The app's AI providers (standby:ai, camelCase) with the stand-ins' endpoints."""
+    return {
+        "active": "openai",
+        "providerSetting": "AI_PROVIDER",
+        "providers": {
+            "openai": {"keyVar": "OPENAI_API_KEY", "baseUrl": openai.base_url},
+            "anthropic": {"keyVar": "ANTHROPIC_API_KEY", "baseUrl": claude.base_url},
+        },
+        "models": MODELS,
+    }
+
+
 @pytest.fixture
 def ai_scene(aws_env: dict[str, str], tmp_path: Path) -> Iterator[AiScene]:
     app = f"ai-{time.time_ns() % 10**8}"
@@ -85,15 +99,7 @@ def ai_scene(aws_env: dict[str, str], tmp_path: Path) -> Iterator[AiScene]:
                 app, config_vars=dict(config_vars), formation={"web": {"quantity": 2, "size": "Standard-2X"}}
             )
         )
-        ai = {
-            "active": "openai",
-            "providerSetting": "AI_PROVIDER",
-            "providers": {
-                "openai": {"keyVar": "OPENAI_API_KEY", "baseUrl": openai.base_url},
-                "anthropic": {"keyVar": "ANTHROPIC_API_KEY", "baseUrl": claude.base_url},
-            },
-            "models": MODELS,
-        }
+        ai = _ai_config(openai, claude)
         manifest = build_standby_world(
             WorldSpec(
                 app=app, region="us-east-2", database_url="postgresql://standby@db.invalid/app", zone=f"{app}.example",
@@ -239,15 +245,7 @@ def ai_cutover_scene(
             AiProvider.ANTHROPIC, KEYS["anthropic"], ["claude-sonnet-4-5", "claude-haiku-4-5"]
         ) as claude,
     ):
-        ai = {
-            "active": "openai",
-            "providerSetting": "AI_PROVIDER",
-            "providers": {
-                "openai": {"keyVar": "OPENAI_API_KEY", "baseUrl": openai.base_url},
-                "anthropic": {"keyVar": "ANTHROPIC_API_KEY", "baseUrl": claude.base_url},
-            },
-            "models": MODELS,
-        }
+        ai = _ai_config(openai, claude)
         settings = {"OPENAI_API_KEY": KEYS["openai"], "ANTHROPIC_API_KEY": KEYS["anthropic"], **ON_OPENAI}
         for scene in build_scene(pg_server, pagila_template, monkeypatch, tmp_path, ai=ai, settings=settings):
             yield scene, {"openai": openai, "anthropic": claude}
