@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from standby.errors import ConfigError
+from standby.errors import ConfigError, SafetyRefusal
 from standby.heroku_api import (
     HerokuAuthError,
     HerokuClient,
@@ -143,3 +143,17 @@ def test_the_token_only_travels_over_https_except_on_this_machine(url: str, allo
 
 def test_the_data_api_is_where_the_official_cli_reaches_it() -> None:
     assert HerokuClient(TOKEN).data_api_url == "https://api.data.heroku.com"
+
+
+def test_a_restore_is_polled_while_pending_and_its_failure_reported(fake: HerokuFake, tmp_path: Path) -> None:
+    """Heroku answers the POST with a pending transfer; only later does it finish, here failing."""
+    from standby.primary_side import HerokuSide
+
+    side = HerokuSide("acme", lambda: _client(fake))
+
+    with pytest.raises(SafetyRefusal, match=r"Heroku's restore .* failed; see `heroku pg:backups:info`"):
+        side.restore_database((tmp_path / "no-such-dump").as_uri())
+
+    assert len([r for r in fake.requests if r.method == "POST"]) == 1
+    polls = [r for r in fake.requests if r.method == "GET" and "/transfers/" in r.path]
+    assert len(polls) >= 1  # pending at first: looked at again until it finished

@@ -18,6 +18,7 @@ from standby.heroku_api import HerokuClient, HerokuUncertain
 from standby.runbook.engine import RunContext
 
 TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
+TRANSFER_POLL: Final = 5.0  # seconds between looks at a long transfer
 FENCE_TIMEOUT: Final = 120.0  # seconds for every dyno to stop (Heroku sends SIGKILL 30 s after SIGTERM)
 DYNO_POLL: Final = 1.0
 LIVE_DYNO_STATES: Final = frozenset({"up", "starting", "idle"})  # not "crashed" or "down"
@@ -116,13 +117,15 @@ class HerokuSide:
             ) from None
 
     def _wait(self, transfer: dict[str, Any], what: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        """Poll the transfer until it finished: often at first (a small database takes seconds), then every 5 s."""
+        deadline, polls = time.monotonic() + timeout, 0
         while not transfer.get("finished_at"):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"Heroku's {what} {transfer['uuid']} did not finish; check `heroku pg:backups`."
                 )
-            time.sleep(5)
+            time.sleep(min(TRANSFER_POLL, 0.2 * 2**polls))
+            polls += 1
             transfer = self.client.transfer(self.app, str(transfer["uuid"]))
         if not transfer.get("succeeded"):
             raise SafetyRefusal(f"Heroku's {what} {transfer['uuid']} failed; see `heroku pg:backups:info`.")

@@ -428,8 +428,7 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 if app is None:
                     self._error(404, "not_found", "Couldn't find that database.")
                     return
-                transfer = _restore_from_url(fake.pg_restore, str((body or {}).get("backup_url", "")), app)
-                fake.transfers[transfer["uuid"]] = transfer | {"app_uuid": app.id}
+                transfer = _restore_from_url(fake, str((body or {}).get("backup_url", "")), app)
                 self._created(method, "restores", transfer)
             elif method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "backups":
                 app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
@@ -437,16 +436,17 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                     self._error(404, "not_found", "Couldn't find that database.")
                     return
                 transfer = _capture(fake, app)
-                fake.transfers[transfer["uuid"]] = transfer | {"app_uuid": app.id}
                 self._created(method, "backups", transfer)
             elif method == "GET" and len(parts) == 3 and parts[0] == "apps" and parts[2] == "transfers":
                 app = fake.find(parts[1])
                 if app is None:
                     self._error(404, "not_found", "Couldn't find that app.")
                     return
-                self._send(200, [t for t in fake.transfers.values() if t.get("app_uuid") == app.id])
+                with fake._lock:
+                    self._send(200, [dict(t) for t in fake.transfers.values() if t.get("app_uuid") == app.id])
             elif method == "GET" and len(parts) == 4 and parts[0] == "apps" and parts[2] == "transfers":
-                found = fake.transfers.get(parts[3])
+                with fake._lock:
+                    found = dict(fake.transfers[parts[3]]) if parts[3] in fake.transfers else None
                 if found is None:
                     self._error(404, "not_found", "Couldn't find that transfer.")
                     return
@@ -483,41 +483,61 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _restore_from_url(pg_restore: str | None, url: str, app: FakeApp) -> dict[str, Any]:
+def _start_transfer(fake: HerokuFake, app: FakeApp, to_type: str, work: Callable[[], bool]) -> dict[str, Any]:
+    """A transfer as Heroku runs one: pending when the POST answers, finished (or failed) later."""
+    transfer: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()), "num": len(fake.transfers) + 1, "from_type": "pg_dump", "to_type": to_type,
+        "app_uuid": app.id, "created_at": _now(), "started_at": _now(), "finished_at": None, "succeeded": False,
+        "canceled_at": None,
+    }  # fmt: skip
+    fake.transfers[transfer["uuid"]] = transfer
+
+    def run() -> None:
+        succeeded = work()
+        with fake._lock:
+            transfer.update(finished_at=_now(), succeeded=succeeded)
+
+    answer = dict(transfer)  # what the POST says: pending, whatever happens next
+    threading.Thread(target=run, daemon=True, name=f"transfer-{transfer['num']}").start()
+    return answer
+
+
+def _restore_from_url(fake: HerokuFake, url: str, app: FakeApp) -> dict[str, Any]:
     """Do what Heroku does for `pg:backups:restore URL`: fetch the dump, pg_restore it over DATABASE_URL."""
-    transfer: dict[str, Any] = {"uuid": str(uuid.uuid4()), "num": len(url), "from_type": "pg_dump",
-                                "to_type": "pg_restore", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="heroku-fake-restore-") as folder:
-        dump = Path(folder) / "dump"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as answer, dump.open("wb") as out:
-                shutil.copyfileobj(answer, out)
-            result = subprocess.run(
-                [pg_restore or "pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
-                 f"--dbname={app.config_vars['DATABASE_URL']}", str(dump)],
-                capture_output=True, text=True, timeout=600,
-            )  # fmt: skip
+
+    def work() -> bool:
+        with tempfile.TemporaryDirectory(prefix="heroku-fake-restore-") as folder:
+            dump = Path(folder) / "dump"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as answer, dump.open("wb") as out:
+                    shutil.copyfileobj(answer, out)
+                result = subprocess.run(
+                    [fake.pg_restore or "pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
+                     f"--dbname={app.config_vars['DATABASE_URL']}", str(dump)],
+                    capture_output=True, text=True, timeout=600,
+                )  # fmt: skip
+            except (OSError, KeyError):
+                return False
             # Heroku ignores the errors pg_restore reports for objects it cannot drop; so does the fake.
-            succeeded = result.returncode in (0, 1) and "could not connect" not in result.stderr
-        except (OSError, KeyError):
-            succeeded = False
-    transfer |= {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "succeeded": succeeded}
-    return transfer
+            return result.returncode in (0, 1) and "could not connect" not in result.stderr
+
+    return _start_transfer(fake, app, "pg_restore", work)
 
 
 def _capture(fake: HerokuFake, app: FakeApp) -> dict[str, Any]:
     """Do what Heroku does for `pg:backups:capture`: pg_dump the database into its own storage."""
-    num = len(fake.transfers) + 1
-    transfer: dict[str, Any] = {"uuid": str(uuid.uuid4()), "num": num, "from_type": "pg_dump", "to_type": "gof3r",
-                                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
-    try:
-        result = subprocess.run(
-            [fake.pg_dump or "pg_dump", "--format=custom", f"--dbname={app.config_vars['DATABASE_URL']}"],
-            capture_output=True, timeout=600,
-        )  # fmt: skip
-        succeeded = result.returncode == 0
-        if succeeded:
-            fake.backups[f"b{num:03d}"] = result.stdout
-    except (OSError, KeyError):
-        succeeded = False
-    return transfer | {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "succeeded": succeeded}
+    name = f"b{len(fake.transfers) + 1:03d}"
+
+    def work() -> bool:
+        try:
+            result = subprocess.run(
+                [fake.pg_dump or "pg_dump", "--format=custom", f"--dbname={app.config_vars['DATABASE_URL']}"],
+                capture_output=True, timeout=600,
+            )  # fmt: skip
+        except (OSError, KeyError):
+            return False
+        if result.returncode == 0:
+            fake.backups[name] = result.stdout
+        return result.returncode == 0
+
+    return _start_transfer(fake, app, "gof3r", work)
