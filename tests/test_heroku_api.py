@@ -9,6 +9,7 @@ import pytest
 
 from standby.errors import ConfigError, SafetyRefusal
 from standby.heroku_api import (
+    HerokuApiError,
     HerokuAuthError,
     HerokuClient,
     HerokuNotFound,
@@ -125,7 +126,7 @@ def test_a_restore_whose_answer_was_lost_is_found_not_started_again(
 
     side.restore_database(dump.as_uri())  # returns once the transfer it made is seen finished
 
-    posts = [r for r in fake.requests if r.method == "POST"]
+    posts = [r for r in fake.requests if r.method == "POST" and r.path.startswith("/client/")]
     assert len(posts) == 1 and len(fake.transfers) == 1  # one restore, adopted, waited for
 
 
@@ -154,6 +155,35 @@ def test_a_restore_is_polled_while_pending_and_its_failure_reported(fake: Heroku
     with pytest.raises(SafetyRefusal, match=r"Heroku's restore .* failed; see `heroku pg:backups:info`"):
         side.restore_database((tmp_path / "no-such-dump").as_uri())
 
-    assert len([r for r in fake.requests if r.method == "POST"]) == 1
+    assert len([r for r in fake.requests if r.method == "POST" and r.path.endswith("/restores")]) == 1
     polls = [r for r in fake.requests if r.method == "GET" and "/transfers/" in r.path]
     assert len(polls) >= 1  # pending at first: looked at again until it finished
+
+
+def test_a_database_the_app_only_attaches_is_found_as_the_official_cli_finds_it(fake: HerokuFake) -> None:
+    """Heroku lets apps share a database: the add-on belongs to another app, attached here as DATABASE."""
+    owner = fake.add_app(FakeApp("acme-data"))
+    fake.apps["acme"].attach(owner)
+
+    addon = _client(fake).postgres_addon("acme")
+
+    assert addon["id"] == owner.postgres_addon_id and addon["app"]["name"] == "acme-data"
+
+
+def test_long_lists_are_read_page_by_page(fake: HerokuFake) -> None:
+    app = fake.apps["acme"]
+    for _ in range(450):  # more than two of Heroku's 200-item pages
+        app.run_one_off("run", "true")
+
+    dynos = _client(fake).dynos("acme")
+
+    assert (
+        len(dynos) == len({d["name"] for d in dynos}) == len(app.dynos) == 452
+    )  # web.1, web.2, the one-offs
+    assert len([r for r in fake.requests if r.path.endswith("/dynos")]) == 3
+
+
+def test_an_invalid_config_var_name_is_refused_as_heroku_does(fake: HerokuFake) -> None:
+    with pytest.raises(HerokuApiError, match="HTTP 422 invalid_params: Invalid config var name"):
+        _client(fake).update_config_vars("acme", {"BAD-NAME": "x"})
+    assert "BAD-NAME" not in fake.apps["acme"].config_vars

@@ -82,6 +82,12 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/apps/{app}/domains"): ("/apps/acme/domains", None),
     ("GET", "/apps/{app}/dynos"): ("/apps/acme/dynos", None),
     ("POST", "/apps/{app}/dynos/{dyno}/actions/stop"): ("/apps/acme/dynos/DYNO/actions/stop", {}),
+    ("POST", "/apps/{app}/releases"): ("/apps/acme/releases", {"release": "1"}),  # releases:rollback v1
+    ("GET", "/apps/{app}/addon-attachments"): ("/apps/acme/addon-attachments", None),
+    ("POST", "/actions/addon-attachments/resolve"): (
+        "/actions/addon-attachments/resolve",
+        {"app": "acme", "addon_attachment": "DATABASE", "addon_service": "heroku-postgresql"},
+    ),
 }
 
 

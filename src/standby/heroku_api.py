@@ -117,7 +117,10 @@ class HerokuClient:
     def newest_release(self, app: str) -> dict[str, Any] | None:
         """The app's newest release (a config var change makes one and restarts the dynos with it)."""
         found = self.request(
-            "GET", f"/apps/{_q(app)}/releases", headers={"Range": "version ..; order=desc, max=1"}
+            "GET",
+            f"/apps/{_q(app)}/releases",
+            headers={"Range": "version ..; order=desc, max=1"},
+            every_page=False,
         )
         return dict(found[0]) if found else None
 
@@ -138,13 +141,17 @@ class HerokuClient:
         self.request("POST", f"/apps/{_q(app)}/dynos/{_q(dyno)}/actions/stop", {}, repeatable=True)
 
     def postgres_addon(self, app: str) -> dict[str, Any]:
-        """The Heroku Postgres add-on attached as DATABASE_URL."""
-        for addon in self.request("GET", f"/apps/{_q(app)}/addons"):
-            if addon.get("addon_service", {}).get(
-                "name"
-            ) == "heroku-postgresql" and "DATABASE_URL" in addon.get("config_vars", []):
-                return dict(addon)
-        raise HerokuNotFound(f"{app} has no Heroku Postgres add-on attached as DATABASE_URL.")
+        """The Heroku Postgres add-on attached as DATABASE_URL, owned by the app or only attached to it:
+        resolved as the official CLI resolves it (the attachment DATABASE, of the heroku-postgresql service)."""
+        found = self.request(
+            "POST",
+            "/actions/addon-attachments/resolve",
+            {"app": app, "addon_attachment": "DATABASE", "addon_service": "heroku-postgresql"},
+            repeatable=True,  # a lookup, though a POST
+        )
+        if not found:
+            raise HerokuNotFound(f"{app} has no Heroku Postgres add-on attached as DATABASE_URL.")
+        return dict(found[0]["addon"])
 
     def restore_database(self, addon_id: str, backup_url: str) -> dict[str, Any]:
         """Start `pg:backups:restore URL`: Heroku replaces the database's contents with the dump at the URL."""
@@ -174,8 +181,10 @@ class HerokuClient:
         base: str | None = None,
         headers: Mapping[str, str] | None = None,
         repeatable: bool = False,
+        every_page: bool = True,
     ) -> Any:
-        """One API call, retried as the module says; `repeatable` marks a POST that may be sent again."""
+        """One API call, retried as the module says; `repeatable` marks a POST that may be sent again. A
+        list Heroku pages (206 with Next-Range) is read to its end unless `every_page` is False."""
         repeatable = repeatable or method in REPEATABLE
         url = f"{base or self.base_url}{path}"
         data = None if body is None else json.dumps(body).encode()
@@ -192,7 +201,11 @@ class HerokuClient:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     payload = response.read()
-                    return json.loads(payload) if payload else None
+                    answer = json.loads(payload) if payload else None
+                    following = response.headers.get("Next-Range")
+                if following and every_page and isinstance(answer, list):  # 206: the list goes on
+                    return answer + self.request(method, path, body, base, {**headers, "Range": following})
+                return answer
             except urllib.error.HTTPError as exc:
                 status = exc.code
                 error = _error_body(exc)

@@ -8,7 +8,9 @@ the next N answers as 429 or 503, or the whole API going dark.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +28,8 @@ from urllib.parse import unquote
 
 ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
+PAGE_SIZE: Final = 200  # Heroku's default page of a list
+CONFIG_VAR_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The Platform API routes the fake serves (tests/test_heroku_fake_contract.py holds each against Heroku's
 # published schema); the Postgres data API's (/client/v11/...) are not in that schema.
 PLATFORM_ROUTES: Final = (
@@ -40,6 +44,9 @@ PLATFORM_ROUTES: Final = (
     ("GET", "/apps/{app}/domains"),
     ("GET", "/apps/{app}/dynos"),
     ("POST", "/apps/{app}/dynos/{dyno}/actions/stop"),
+    ("POST", "/apps/{app}/releases"),
+    ("GET", "/apps/{app}/addon-attachments"),
+    ("POST", "/actions/addon-attachments/resolve"),
 )
 
 
@@ -52,6 +59,7 @@ def _uuid(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://api.heroku.com/{name}"))
 
 
+_ONE_OFF_NUMBERS: Final = itertools.count(1001)  # run.1001, scheduler.1002, ...: unique, as Heroku's are
 CREATED: Final = "2024-05-01T12:00:00Z"  # when the fake's apps and add-ons were "created"
 OWNER: Final = {"id": _uuid("owner"), "email": "owner@example.com"}
 
@@ -108,9 +116,25 @@ class FakeApp:
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
     dynos: dict[str, FakeDyno] = field(default_factory=dict)
+    # The app's Heroku Postgres as attached to it: its own add-on, or one another app owns (Heroku lets
+    # apps share a database). Name -> (add-on id, owning app's id and name).
+    attachments: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scale_dynos()
+        self.attachments.setdefault("DATABASE", (self.postgres_addon_id, self.ref))
+
+    def attach(self, owner: FakeApp, name: str = "DATABASE") -> None:
+        """`heroku addons:attach <owner's database> --as DATABASE`: this app uses the owner's database."""
+        self.attachments[name] = (owner.postgres_addon_id, owner.ref)
+
+    def attachments_json(self) -> list[dict[str, Any]]:
+        return [
+            {"addon": {"id": addon, "name": f"postgresql-{owner['name']}", "app": dict(owner)}, "app": self.ref,
+             "created_at": CREATED, "id": _uuid(f"{self.id}/{name}"), "log_input_url": None, "name": name,
+             "namespace": None, "updated_at": CREATED, "web_url": None}
+            for name, (addon, owner) in sorted(self.attachments.items())
+        ]  # fmt: skip
 
     def scale_dynos(self) -> None:
         """The formation's dynos follow its quantities: web.1 .. web.N; one-off dynos are left alone."""
@@ -129,7 +153,7 @@ class FakeApp:
         self, kind: str = "run", command: str = "bash", work: Callable[[threading.Event], None] | None = None
     ) -> FakeDyno:
         """`heroku run` (kind "run"), a Heroku Scheduler job ("scheduler") or a release phase ("release")."""
-        name = f"{kind}.{len(self.dynos) + 1000 + int(uuid.uuid4().int % 9000)}"
+        name = f"{kind}.{next(_ONE_OFF_NUMBERS)}"
         dyno = self.dynos[name] = FakeDyno(name, kind, command, work=work).start()
         return dyno
 
@@ -370,6 +394,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             if parts[:2] == ["client", "v11"]:
                 self._data_api(method, parts[2:], body)
                 return
+            if (method, *parts) == ("POST", "actions", "addon-attachments", "resolve"):
+                self._resolve_attachment(body or {})
+                return
             if len(parts) < 2 or parts[0] != "apps":
                 self._error(404, "not_found", "The requested API endpoint was not found.")
                 return
@@ -388,6 +415,10 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             elif route == ("GET", "config-vars"):
                 self._send(200, app.config_vars)
             elif route == ("PATCH", "config-vars"):
+                bad = sorted(k for k in (body or {}) if not CONFIG_VAR_NAME.fullmatch(str(k)))
+                if bad:
+                    self._error(422, "invalid_params", f"Invalid config var name(s): {', '.join(bad)}.")
+                    return
                 for key, value in (body or {}).items():
                     if value is None:
                         app.config_vars.pop(key, None)
@@ -398,11 +429,15 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             elif route == ("GET", "releases"):
                 # Heroku sorts by the Range header: `version ..; order=desc, max=N`.
                 newest_first = "order=desc" in (self.headers.get("Range") or "")
-                self._send(200, list(reversed(app.releases)) if newest_first else app.releases)
+                self._send_list(list(reversed(app.releases)) if newest_first else app.releases, "version")
+            elif route == ("POST", "releases"):
+                self._rollback(app, body)
+            elif route == ("GET", "addon-attachments"):
+                self._send_list(app.attachments_json(), "id")
             elif route == ("GET", "formation"):
                 self._send(200, app.formation_json())
             elif route == ("GET", "dynos") and len(parts) == 3:
-                self._send(200, [d.as_json(app) for _, d in sorted(app.dynos.items())])
+                self._send_list([d.as_json(app) for _, d in sorted(app.dynos.items())], "name")
             elif route == ("POST", "dynos") and len(parts) == 6 and parts[4:] == ["actions", "stop"]:
                 dyno = app.dynos.get(parts[3]) or next(
                     (d for d in app.dynos.values() if d.id == parts[3]), None
@@ -453,6 +488,43 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._send(200, found)
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
+
+        def _send_list(self, items: list[dict[str, Any]], key: str) -> None:
+            """A list as Heroku pages it: `Range: <key> ]<after>..; max=N` (default 200), 206 and Next-Range
+            while more follow."""
+            asked = self.headers.get("Range") or ""
+            limit = int(m.group(1)) if (m := re.search(r"max=(\d+)", asked)) else PAGE_SIZE
+            after = m.group(1) if (m := re.search(r"\](\S+?)\.\.", asked)) else None
+            start = (
+                next((i + 1 for i, item in enumerate(items) if str(item.get(key)) == after), 0)
+                if after
+                else 0
+            )
+            page = items[start : start + limit]
+            if start + limit < len(items):
+                self._send(206, page, {"Next-Range": f"{key} ]{page[-1][key]}..; max={limit}"})
+            else:
+                self._send(200, page)
+
+        def _resolve_attachment(self, body: dict[str, Any]) -> None:
+            """`POST /actions/addon-attachments/resolve`, as the official CLI resolves DATABASE_URL."""
+            app = fake.find(str(body.get("app", "")))
+            name = str(body.get("addon_attachment", ""))
+            found = [a for a in app.attachments_json() if a["name"] == name] if app else []
+            if not found:
+                self._error(404, "not_found", f"Couldn't find that add-on attachment ({name}).")
+                return
+            self._send(200, found)
+
+        def _rollback(self, app: FakeApp, body: Any) -> None:
+            """`heroku releases:rollback vN`: a new release running the named one's slug and config."""
+            wanted = str((body or {}).get("release", ""))
+            target = next((r for r in app.releases if wanted in (r["id"], str(r["version"]))), None)
+            if target is None:
+                self._error(404, "not_found", "Couldn't find that release.")
+                return
+            app.release(f"Rollback to v{target['version']}")
+            self._send(201, app.releases[-1])
 
         def _created(self, method: str, kind: str, transfer: dict[str, Any]) -> None:
             """201 with the transfer, or, when told to lose this answer, 503 after having acted (the harsh case)."""
