@@ -518,3 +518,27 @@ def test_a_dyno_that_will_not_stop_is_named_and_nothing_goes_on(
     assert run.code == 3, run.output
     assert f"step fence_primary failed: Heroku still runs {stuck.name} after the fence" in run.output
     assert scene.records() == before and scene.mode() == "warm"
+
+
+def test_with_herokus_api_dark_but_its_database_up_the_cutover_fences_the_database_and_goes_on(
+    scene: Scene, tmp_path: Path
+) -> None:
+    """June 2025: the API, the dashboard and the status page dark for hours; the databases answered."""
+    AwsStandby(scene.manifest).remember_primary_database_url(scene.source)  # as every backup does
+    scene.heroku.stop()
+
+    run = scene.run(cutover.main, "--json", str(tmp_path / "r.json"))  # no --primary-unreachable
+
+    assert run.code == 0, run.output
+    assert "Heroku's API does not answer, but its database does" in run.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    outcomes = {s["name"]: s["outcome"] for s in report["steps"]}
+    assert outcomes["fence_primary"] == "already done"  # nothing to do through a dark API
+    assert outcomes["fence_database"] == "done" and report["facts"]["final_backup"]
+    assert report["rpo_seconds"] < 5  # the final backup, taken after the database fence
+    with (
+        psycopg.connect(scene.source, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Write')")
+    assert count_tables(scene.standby, ["public.actor"]) == count_tables(scene.source, ["public.actor"])

@@ -372,6 +372,10 @@ def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_liv
     # The backup follows the live side: it may read the standby database's URL.
     backup_policy = json.loads(pulumi_mocks.named("standby-region-services-backup-policy").inputs["policy"])
     assert any("secretsmanager:GetSecretValue" in s["Action"] for s in backup_policy["Statement"])
+    # ... and keep Heroku's DATABASE_URL for a cutover with Heroku's API dark.
+    assert any("secretsmanager:PutSecretValue" in s["Action"] for s in backup_policy["Statement"])
+    manifest = json.loads(unwrap(pulumi_mocks.named("standby-region-runbooks-manifest").inputs["value"]))
+    assert manifest["primary_database_secret"].endswith("heroku-database-url")
 
     pulumi_mocks.declared.clear()
     run_standby(pulumi_mocks, keyed, live={mode_parameter(APP): "active"})

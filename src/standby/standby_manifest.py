@@ -61,6 +61,9 @@ class StandbyManifest:
     # task execution role may read) and the task into this target group (reached only with a drill header).
     drill_database_secret: str | None = None
     settings_secret: str | None = None  # Secrets Manager id of the app's config vars on AWS (one JSON)
+    # Heroku's DATABASE_URL as the newest backup used it (the backup task keeps it there): with Heroku's
+    # API dark, the cutover still reaches the database to fence it and take the final backup.
+    primary_database_secret: str | None = None
     ai: dict[str, Any] | None = (
         None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
     )

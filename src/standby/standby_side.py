@@ -17,8 +17,9 @@ from functools import cache
 from typing import Any, Final
 
 import boto3
+from botocore.exceptions import ClientError
 
-from standby.aws_errors import AWS_ERRORS, aws_failure
+from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
 from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
@@ -156,6 +157,27 @@ class AwsStandby:
 
     def database(self) -> Database:
         return parse_database_url(self.database_url(), "standby database URL")
+
+    def remember_primary_database_url(self, url: str) -> None:
+        """Keep Heroku's DATABASE_URL as the backup used it (a new version only when it rotated)."""
+        secret = self.manifest.primary_database_secret
+        if not secret or self.primary_database_url() == url:
+            return
+        self.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=url)
+
+    def primary_database_url(self) -> str | None:
+        """Heroku's DATABASE_URL as the newest backup used it; None when none was kept."""
+        secret = self.manifest.primary_database_secret
+        if not secret:
+            return None
+        try:
+            return str(self.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
+        except AWS_ERRORS as exc:
+            if (
+                isinstance(exc, ClientError) and error_code(exc) == "ResourceNotFoundException"
+            ):  # no value yet
+                return None
+            raise aws_failure(exc, f"reading {secret}") from None
 
     def free_storage(self) -> int | None:
         """Free bytes on the standby's RDS instance: its newest FreeStorageSpace (None when unknown)."""

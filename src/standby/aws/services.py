@@ -103,6 +103,14 @@ class StandbyServices(pulumi.ComponentResource):
                 opts=child,
             )
             secrets.append(self.drill_secret.arn)
+        # Heroku's DATABASE_URL as the newest backup used it: the backup task writes it, the cutover reads it
+        # when Heroku's API is dark (to fence the database and take the final backup).
+        self.primary_database_secret = aws.secretsmanager.Secret(
+            f"{name}-heroku-database-url",
+            name=f"standby/{args.app}/heroku-database-url",
+            description=f"{args.app}'s Heroku DATABASE_URL as the newest backup used it; written by the backup task",
+            opts=child,
+        )
         heroku_key = None
         if args.heroku_api_key is not None:
             heroku_key = aws.secretsmanager.Secret(
@@ -163,6 +171,10 @@ class StandbyServices(pulumi.ComponentResource):
                     allow(["kms:GenerateDataKey", "kms:Decrypt"], [args.backup_key_arn]),
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
+                    ),
+                    allow(
+                        ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+                        [self.primary_database_secret.arn],
                     ),
                     # Where the app is live: the live mode of either region (standby.live_side).
                     allow(["ssm:GetParameter"], [f"arn:aws:ssm:*:*:parameter/standby/{args.app}/mode"]),

@@ -19,6 +19,7 @@ from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.retention import KEEP_NEWEST, apply_retention
 from standby.standby_manifest import read_database_url
+from standby.standby_side import AwsStandby
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,9 @@ def _main(args: argparse.Namespace) -> int:
     )
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
+    if side == "heroku" and context.manifest is not None:
+        # Kept for the worst day: with Heroku's API dark the cutover still fences this database.
+        AwsStandby(context.manifest).remember_primary_database_url(source_url)
     if not args.no_metrics and not args.folder:
         namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)

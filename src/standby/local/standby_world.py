@@ -111,6 +111,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         Name=f"standby/{app}/config-vars", SecretString=json.dumps(spec.app_settings or {}, sort_keys=True)
     )["ARN"]
     drill_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/drill-database-url")["ARN"]
+    primary_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/heroku-database-url")["ARN"]
     web_group = client("elbv2").create_target_group(
         Name=f"{app}-web"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
         HealthCheckPath="/health",
@@ -156,6 +157,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         drill_database_secret=drill_secret,
         drill_target_group_arn=drill_group,
         settings_secret=settings_secret,
+        primary_database_secret=primary_secret,
         ai=spec.ai,
         hosted_zone_id=zone_id,
         dns_mode=spec.dns_mode,

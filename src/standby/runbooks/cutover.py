@@ -125,15 +125,22 @@ class AssessPrimary(EnvStep):
         try:
             self.env.primary.answer()
             ctx.facts["primary_reachable"] = True
+            return
         except HerokuUnreachable as exc:
-            if not self.primary_unreachable:
-                raise SafetyRefusal(
-                    f"{exc} A primary that still takes writes while the standby does is a split brain: "
-                    "nothing was changed. If you have made sure Heroku is down (or accept the risk), run again "
-                    "with --primary-unreachable."
-                ) from None
-            ctx.say("  Heroku does not answer; continuing because --primary-unreachable was given")
-            ctx.facts["primary_reachable"] = False
+            unreachable = exc
+        ctx.facts["primary_reachable"] = False
+        # The API can be dark while the database answers (June 2025): the database fence needs no API.
+        if primary_database(self.env, ctx) is not None:
+            ctx.facts["primary_database_reachable"] = True
+            ctx.say("  Heroku's API does not answer, but its database does: it will be fenced there")
+            return
+        if not self.primary_unreachable:
+            raise SafetyRefusal(
+                f"{unreachable} Heroku's database does not answer either (with the URL the newest backup used). A "
+                "primary that still takes writes while the standby does is a split brain: nothing was changed. If "
+                "you have made sure Heroku is down (or accept the risk), run again with --primary-unreachable."
+            ) from None
+        ctx.say("  Heroku does not answer; continuing because --primary-unreachable was given")
 
 
 class FencePrimary(EnvStep):
@@ -163,6 +170,24 @@ class FencePrimary(EnvStep):
             raise SafetyRefusal("Heroku still runs dynos or is out of maintenance mode after fencing.")
 
 
+def primary_database(env: RunbookEnv, ctx: RunContext) -> Database | None:
+    """Heroku's database, if it answers: its DATABASE_URL from the API, or, with the API dark, as the newest
+    backup used it (it may have rotated since: then it does not answer here)."""
+    url = (
+        env.primary.database_url()
+        if ctx.facts.get("primary_reachable")
+        else env.standby.primary_database_url()
+    )
+    if not url:
+        return None
+    database = parse_database_url(url, "Heroku DATABASE_URL")
+    try:
+        with database.connect(connect_timeout=database_fence.CONNECT_TIMEOUT):
+            return database
+    except psycopg.OperationalError:
+        return None
+
+
 class FenceDatabase(EnvStep):
     """The database fence (standby.database_fence): the app's credential can no longer write, so nothing
     changes after the final backup's snapshot, whatever still holds the credential."""
@@ -170,19 +195,12 @@ class FenceDatabase(EnvStep):
     name = "fence_database"
 
     def _database(self, ctx: RunContext) -> Database | None:
-        if not ctx.facts.get("primary_reachable"):
-            return None  # no DATABASE_URL without Heroku's API (it rotates); nothing to fence with
-        url = self.env.primary.database_url()
-        return parse_database_url(url, "Heroku DATABASE_URL") if url else None
+        return primary_database(self.env, ctx)
 
     def is_done(self, ctx: RunContext) -> bool:
         database = self._database(ctx)
-        if database is None:
-            return True
-        try:
-            return database_fence.is_fenced(database)
-        except psycopg.OperationalError:
-            return True  # it does not answer: it takes no writes either; the newest backup will be used
+        # No database that answers takes no writes either: the newest backup will be used.
+        return database is None or database_fence.is_fenced(database)
 
     def plan(self, ctx: RunContext) -> str:
         return "the app's credential read-only in Heroku's database, its sessions ended (no API needed)"
@@ -209,21 +227,22 @@ class FinalBackup(EnvStep):
         self.choice = choice
 
     def is_done(self, ctx: RunContext) -> bool:
-        return "final_backup" in ctx.facts or not ctx.facts.get("primary_reachable")
+        reachable = ctx.facts.get("primary_reachable") or ctx.facts.get("primary_database_reachable")
+        return "final_backup" in ctx.facts or not reachable
 
     def plan(self, ctx: RunContext) -> str:
         return "back up the fenced primary database, if it answers (RPO close to zero)"
 
     def apply(self, ctx: RunContext) -> None:
-        url = self.env.primary.database_url()
-        if not url:
+        database = primary_database(self.env, ctx)
+        if database is None:
             ctx.facts["final_backup"] = None
             return
         try:
             manifest = run_backup(
                 BackupRequest(
                     self.env.app,
-                    parse_database_url(url),
+                    database,
                     self.env.store,
                     self.env.pg_dump,
                     self.env.manifest.backup_prefix,
@@ -356,7 +375,8 @@ class VerifyData(EnvStep):
         backup = catalog.select_backup(entries, marker.backup_id)
         assert backup.manifest is not None
         verify_counts(target, backup.manifest.tables)
-        lost_from = datetime.fromisoformat(ctx.facts.get("fenced_at") or ctx.facts["started_at"])
+        fenced = ctx.facts.get("fenced_at") or ctx.facts.get("database_fenced_at")
+        lost_from = datetime.fromisoformat(fenced or ctx.facts["started_at"])
         ctx.facts["verified"] = True
         ctx.facts["verified_tables"] = len(backup.manifest.tables)
         ctx.facts["restored_backup"] = marker.backup_id
