@@ -542,3 +542,47 @@ def test_with_herokus_api_dark_but_its_database_up_the_cutover_fences_the_databa
     ):
         conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', 'Write')")
     assert count_tables(scene.standby, ["public.actor"]) == count_tables(scene.source, ["public.actor"])
+
+
+def test_a_refused_cutover_resumed_is_refused_again(scene: Scene) -> None:
+    """The refusal must not leave a fact behind that lets --resume skip the check (and the fence)."""
+    scene.heroku.stop()
+
+    assert scene.run(cutover.main).code == 3
+    again = scene.run(cutover.main, "--resume")
+
+    assert again.code == 3, again.output
+    assert "step assess_primary failed" in again.output and "--primary-unreachable" in again.output
+    assert scene.mode() == "warm"
+
+
+def test_with_the_api_dark_a_database_that_stops_answering_at_the_fence_is_refused_not_skipped(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from standby import database_fence
+
+    AwsStandby(scene.manifest).remember_primary_database_url(scene.source)
+    scene.heroku.stop()
+
+    def too_many_connections(database: object) -> int:
+        raise psycopg.OperationalError("FATAL: too many connections for role")
+
+    monkeypatch.setattr(database_fence, "fence_database", too_many_connections)
+    run = scene.run(cutover.main)
+
+    assert run.code == 3, run.output
+    assert (
+        "step fence_database failed: Heroku's database answered a moment ago but not the fence" in run.output
+    )
+    assert scene.mode() == "warm"
+
+
+def test_failback_stops_a_scheduler_job_that_started_after_the_cutover(scene: Scene) -> None:
+    """Maintenance mode does not stop Heroku Scheduler: a job started since may write during the restore."""
+    assert scene.run(cutover.main).code == 0
+    job = scene.heroku.apps[scene.app].run_one_off("scheduler", "rake reports:nightly")
+
+    run = scene.run(failback.main)
+
+    assert run.code == 0, run.output
+    assert job.stopping.is_set() and job.name not in scene.heroku.apps[scene.app].dynos

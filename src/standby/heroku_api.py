@@ -203,6 +203,10 @@ class HerokuClient:
                     payload = response.read()
                     answer = json.loads(payload) if payload else None
                     following = response.headers.get("Next-Range")
+                if following and following == headers.get("Range"):
+                    raise HerokuApiError(
+                        f"Heroku repeated the page {following!r} of {method} {path}: not read twice."
+                    )
                 if following and every_page and isinstance(answer, list):  # 206: the list goes on
                     return answer + self.request(method, path, body, base, {**headers, "Range": following})
                 return answer

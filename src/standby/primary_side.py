@@ -8,19 +8,21 @@ The tests and the rehearsal point the client at the fake Platform API (`standby.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, Final
 
 from standby.errors import SafetyRefusal
-from standby.heroku_api import HerokuClient, HerokuUncertain
+from standby.heroku_api import HerokuClient, HerokuNotFound, HerokuUncertain
 from standby.runbook.engine import RunContext
 
 TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
 TRANSFER_POLL: Final = 5.0  # seconds between looks at a long transfer
 FENCE_TIMEOUT: Final = 120.0  # seconds for every dyno to stop (Heroku sends SIGKILL 30 s after SIGTERM)
 DYNO_POLL: Final = 1.0
+STOP_GRACE: Final = 30.0  # Heroku kills a dyno 30 s after asking it to stop
 LIVE_DYNO_STATES: Final = frozenset({"up", "starting", "idle"})  # not "crashed" or "down"
 
 
@@ -62,7 +64,13 @@ class HerokuSide:
         through both) until none runs."""
         self.client.set_maintenance(self.app, True)
         self.client.scale(self.app, dict.fromkeys(self.formation(), 0))
+        self.stop_dynos(timeout)
+
+    def stop_dynos(self, timeout: float | None = None) -> None:
+        """Stop every dyno that runs until none does: each is asked once, and again only after Heroku's
+        own 30 s grace (the request budget is not spent on dynos already stopping)."""
         deadline = time.monotonic() + (FENCE_TIMEOUT if timeout is None else timeout)
+        asked: dict[str, float] = {}
         while running := self.running_dynos():
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
@@ -70,7 +78,10 @@ class HerokuSide:
                     f"nothing else was done. Stop them (`heroku ps:stop <dyno> --app {self.app}`), then --resume."
                 )
             for name in running:
-                self.client.stop_dyno(self.app, name)
+                if name not in asked or time.monotonic() - asked[name] >= STOP_GRACE:
+                    with contextlib.suppress(HerokuNotFound):  # it stopped by itself meanwhile
+                        self.client.stop_dyno(self.app, name)
+                    asked[name] = time.monotonic()
             time.sleep(DYNO_POLL)
 
     def is_serving(self, formation: Mapping[str, int]) -> bool:
@@ -92,23 +103,31 @@ class HerokuSide:
         """Heroku's `pg:backups:restore URL` into the app's database, waited for until it succeeded."""
         addon = self.client.postgres_addon(self.app)
         self._wait(
-            self._start(lambda: self.client.restore_database(addon["id"], dump_url)), "restore", timeout
+            self._start(lambda: self.client.restore_database(addon["id"], dump_url), "pg_restore"),
+            "restore",
+            timeout,
         )
 
     def capture_backup(self, timeout: float = TRANSFER_TIMEOUT) -> str:
         """Heroku's `pg:backups:capture`, waited for: the backup's name (b001, ...), kept by Heroku."""
         addon = self.client.postgres_addon(self.app)
-        transfer = self._wait(self._start(lambda: self.client.capture_backup(addon["id"])), "backup", timeout)
+        transfer = self._wait(
+            self._start(lambda: self.client.capture_backup(addon["id"]), "gof3r"), "backup", timeout
+        )
         return f"b{int(transfer['num']):03d}"
 
-    def _start(self, post: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _start(self, post: Callable[[], dict[str, Any]], to_type: str) -> dict[str, Any]:
         """Start a transfer once: a POST without a clear answer is never sent again (a second restore would
         run over the first); the transfer it may have created is looked for instead."""
         known = {str(t["uuid"]) for t in self.client.transfers(self.app)}
         try:
             return post()
         except HerokuUncertain as exc:
-            created = [t for t in self.client.transfers(self.app) if str(t["uuid"]) not in known]
+            created = [
+                t
+                for t in self.client.transfers(self.app)
+                if str(t["uuid"]) not in known and t.get("to_type") == to_type
+            ]
             if len(created) == 1:
                 return created[0]
             raise SafetyRefusal(

@@ -71,12 +71,16 @@ def _main(args: argparse.Namespace) -> int:
     )
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
-    if side == "heroku" and context.manifest is not None:
-        # Kept for the worst day: with Heroku's API dark the cutover still fences this database.
-        AwsStandby(context.manifest).remember_primary_database_url(source_url)
     if not args.no_metrics and not args.folder:
         namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
         publish_backup_metrics(result, namespace, args.region)
+    if side == "heroku" and context.manifest is not None:
+        try:  # kept for the worst day: with Heroku's API dark the cutover still fences this database
+            AwsStandby(context.manifest).remember_primary_database_url(source_url)
+        except StandbyError as exc:
+            say(
+                f"  warning: Heroku's DATABASE_URL not kept for a cutover with its API dark: {' '.join(str(exc).split())}"
+            )
     try:  # the backup is done and counted; retention that fails now is tried again after the next one
         redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest)
         if redundant:

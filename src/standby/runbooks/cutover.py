@@ -128,9 +128,10 @@ class AssessPrimary(EnvStep):
             return
         except HerokuUnreachable as exc:
             unreachable = exc
-        ctx.facts["primary_reachable"] = False
         # The API can be dark while the database answers (June 2025): the database fence needs no API.
-        if primary_database(self.env, ctx) is not None:
+        stored = self.env.standby.primary_database_url()
+        if stored and _answers(parse_database_url(stored, "Heroku DATABASE_URL")):
+            ctx.facts["primary_reachable"] = False
             ctx.facts["primary_database_reachable"] = True
             ctx.say("  Heroku's API does not answer, but its database does: it will be fenced there")
             return
@@ -140,6 +141,8 @@ class AssessPrimary(EnvStep):
                 "primary that still takes writes while the standby does is a split brain: nothing was changed. If "
                 "you have made sure Heroku is down (or accept the risk), run again with --primary-unreachable."
             ) from None
+        # Written only now: a refused run's journal must not make a --resume skip this check.
+        ctx.facts["primary_reachable"] = False
         ctx.say("  Heroku does not answer; continuing because --primary-unreachable was given")
 
 
@@ -148,7 +151,10 @@ class FencePrimary(EnvStep):
 
     def is_done(self, ctx: RunContext) -> bool:
         if not ctx.facts.get("primary_reachable"):
-            return True  # nothing to fence through an API that does not answer
+            try:  # dark when assessed; a resume may find it back, and then it fences through it
+                self.env.primary.answer()
+            except HerokuUnreachable:
+                return True
         return self.env.primary.is_fenced()
 
     def plan(self, ctx: RunContext) -> str:
@@ -166,26 +172,30 @@ class FencePrimary(EnvStep):
         ctx.facts["fenced_at"] = datetime.now(UTC).isoformat()
 
     def verify(self, ctx: RunContext) -> None:
-        if ctx.facts.get("primary_reachable") and not self.is_done(ctx):
+        if "fenced_at" in ctx.facts and not self.is_done(ctx):
             raise SafetyRefusal("Heroku still runs dynos or is out of maintenance mode after fencing.")
 
 
 def primary_database(env: RunbookEnv, ctx: RunContext) -> Database | None:
-    """Heroku's database, if it answers: its DATABASE_URL from the API, or, with the API dark, as the newest
-    backup used it (it may have rotated since: then it does not answer here)."""
-    url = (
-        env.primary.database_url()
-        if ctx.facts.get("primary_reachable")
-        else env.standby.primary_database_url()
-    )
-    if not url:
-        return None
-    database = parse_database_url(url, "Heroku DATABASE_URL")
+    """Heroku's database: its DATABASE_URL from the API, or, with the API dark (then or since), as the
+    newest backup used it. None when there is none to reach."""
+    url = None
+    if ctx.facts.get("primary_reachable"):
+        try:
+            url = env.primary.database_url()
+        except HerokuUnreachable:
+            url = env.standby.primary_database_url()  # the API went dark since it was assessed
+    elif ctx.facts.get("primary_database_reachable"):
+        url = env.standby.primary_database_url()
+    return parse_database_url(url, "Heroku DATABASE_URL") if url else None
+
+
+def _answers(database: Database) -> bool:
     try:
         with database.connect(connect_timeout=database_fence.CONNECT_TIMEOUT):
-            return database
+            return True
     except psycopg.OperationalError:
-        return None
+        return False
 
 
 class FenceDatabase(EnvStep):
@@ -199,8 +209,25 @@ class FenceDatabase(EnvStep):
 
     def is_done(self, ctx: RunContext) -> bool:
         database = self._database(ctx)
-        # No database that answers takes no writes either: the newest backup will be used.
-        return database is None or database_fence.is_fenced(database)
+        if database is None:
+            return True  # no database to reach: nothing to fence, the newest backup will be used
+        try:
+            # Fenced means both halves done: new sessions read-only *and* the open ones ended (the fact).
+            return "database_fenced_at" in ctx.facts and database_fence.is_fenced(database)
+        except psycopg.OperationalError as exc:
+            return self._unanswered(ctx, exc)
+
+    @staticmethod
+    def _unanswered(ctx: RunContext, exc: psycopg.OperationalError) -> bool:
+        """A database that does not answer the fence: fine behind the API fence, refused without it."""
+        if ctx.facts.get("primary_reachable"):
+            return True  # the API fence stopped every dyno; a database that does not answer takes no writes
+        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+        raise SafetyRefusal(
+            f"Heroku's database answered a moment ago but not the fence ({first}); with Heroku's API dark nothing "
+            "else stops its writers. Nothing else was done: --resume, or run afresh with --primary-unreachable "
+            "once you have made sure it is down."
+        ) from None
 
     def plan(self, ctx: RunContext) -> str:
         return "the app's credential read-only in Heroku's database, its sessions ended (no API needed)"
@@ -208,7 +235,12 @@ class FenceDatabase(EnvStep):
     def apply(self, ctx: RunContext) -> None:
         database = self._database(ctx)
         assert database is not None
-        ended = database_fence.fence_database(database)
+        try:
+            ended = database_fence.fence_database(database)
+        except psycopg.OperationalError as exc:
+            self._unanswered(ctx, exc)
+            ctx.say("  Heroku's database does not answer; the API fence holds (no dyno runs)")
+            return
         ctx.facts["database_fenced_at"] = datetime.now(UTC).isoformat()
         ctx.say(f"  new transactions of the app's role are read-only; {ended} open session(s) ended")
 

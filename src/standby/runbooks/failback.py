@@ -121,6 +121,20 @@ class CaptureHeroku(EnvStep):
         ctx.say(f"  Heroku kept its database as backup {ctx.facts['heroku_backup']} (`heroku pg:backups`)")
 
 
+def require_heroku_fenced(env: RunbookEnv, why: str) -> None:
+    """Heroku still fenced, as the cutover left it. A Scheduler job or a `heroku run` started since (neither
+    is stopped by maintenance mode) is stopped; maintenance off or dynos scaled up is a person's doing:
+    refused, with what to do."""
+    primary = env.primary
+    if primary.in_maintenance() and not any(primary.formation().values()):
+        primary.stop_dynos()
+    if not primary.is_fenced():
+        raise SafetyRefusal(
+            f"Heroku is not fenced (maintenance mode is off or its formation runs dynos): {why}. Fence it again "
+            f"(`heroku maintenance:on`, `heroku ps:scale web=0 ...`), then --resume."
+        )
+
+
 class UnfenceDatabase(EnvStep):
     """The cutover's database fence reset, so Heroku's restore (as the app's credential) can write; Heroku
     itself stays fenced (maintenance mode, no dyno) until the data is verified."""
@@ -139,11 +153,7 @@ class UnfenceDatabase(EnvStep):
         return "reset the database fence on Heroku's database (Heroku stays in maintenance, no dyno runs)"
 
     def apply(self, ctx: RunContext) -> None:
-        if not self.env.primary.is_fenced():
-            raise SafetyRefusal(
-                "Heroku is not fenced (maintenance mode is off or dynos run): its database stays read-only until "
-                "it is. Fence it again, then --resume."
-            )
+        require_heroku_fenced(self.env, "its database stays read-only until it is")
         database = self._database()
         assert database is not None
         database_fence.unfence_database(database)
@@ -166,12 +176,9 @@ class RestoreHeroku(EnvStep):
 
     def apply(self, ctx: RunContext) -> None:
         # Checked now, not at the start: only a fenced Heroku and a stopped standby make the copy the last word.
-        if not self.env.primary.is_fenced():
-            raise SafetyRefusal(
-                "Heroku is not fenced (maintenance mode is off or dynos run): restoring over its database while "
-                "it may take writes would lose them. Fence it again (`heroku maintenance:on`, `heroku ps:scale "
-                "web=0 ...`), then --resume."
-            )
+        require_heroku_fenced(
+            self.env, "restoring over its database while it may take writes would lose them"
+        )
         running = {k: v for k, v in self.env.standby.running_counts().items() if v}
         if running:
             raise SafetyRefusal(
