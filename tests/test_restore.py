@@ -123,9 +123,11 @@ def test_a_round_trip_keeps_every_count_function_trigger_partition_and_view(
 
 
 def test_restores_keep_the_newest_previous_database_and_drop_older_ones(
-    pg_server: LocalPostgres, source_url: str, store: LocalStore
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A scheduled restore-ahead must not add a full copy each time until the disk is full."""
+    from standby.commands import restore
+
     target = _target(pg_server)
     name = conninfo_to_dict(target)["dbname"]
     for late in range(3):
@@ -133,12 +135,12 @@ def test_restores_keep_the_newest_previous_database_and_drop_older_ones(
             conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', %s)", [str(late)])
         _backup(source_url, store)
         time.sleep(1.01)  # the previous databases are named to the second
-        result = _restore(store, target)
-        assert result.returncode == 0, result.stderr
+        argv = ["--app", APP, "--folder", str(store.root), "--target-url", target, "--yes"]
+        assert restore.main(argv) == 0, capsys.readouterr().err
 
     kept = [d for d in _databases(pg_server) if d.startswith(f"{name}__before_")]
     assert len(kept) == 1
-    assert "dropped" in result.stdout
+    assert "dropped" in capsys.readouterr().out
     assert count_tables(target, ["public.actor"])["public.actor"] == 203
     assert count_tables(pg_server.url(kept[0]), ["public.actor"])["public.actor"] == 202  # the one before
 
