@@ -84,6 +84,9 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/apps/{app}/dynos/{dyno}/actions/stop"): ("/apps/acme/dynos/DYNO/actions/stop", {}),
     ("POST", "/apps/{app}/releases"): ("/apps/acme/releases", {"release": "1"}),  # releases:rollback v1
     ("GET", "/apps/{app}/addon-attachments"): ("/apps/acme/addon-attachments", None),
+    ("GET", "/apps/{app}/releases/{release}"): ("/apps/acme/releases/1", None),
+    ("GET", "/account"): ("/account", None),
+    ("GET", "/addon-attachments"): ("/addon-attachments", None),
     ("POST", "/actions/addon-attachments/resolve"): (
         "/actions/addon-attachments/resolve",
         {"app": "acme", "addon_attachment": "DATABASE", "addon_service": "heroku-postgresql"},

@@ -47,6 +47,9 @@ PLATFORM_ROUTES: Final = (
     ("POST", "/apps/{app}/releases"),
     ("GET", "/apps/{app}/addon-attachments"),
     ("POST", "/actions/addon-attachments/resolve"),
+    ("GET", "/apps/{app}/releases/{release}"),
+    ("GET", "/account"),
+    ("GET", "/addon-attachments"),
 )
 
 
@@ -62,6 +65,12 @@ def _uuid(name: str) -> str:
 _ONE_OFF_NUMBERS: Final = itertools.count(1001)  # run.1001, scheduler.1002, ...: unique, as Heroku's are
 CREATED: Final = "2024-05-01T12:00:00Z"  # when the fake's apps and add-ons were "created"
 OWNER: Final = {"id": _uuid("owner"), "email": "owner@example.com"}
+ACCOUNT: Final = {
+    "allow_tracking": False, "beta": False, "created_at": CREATED, "email": OWNER["email"], "federated": False,
+    "id": OWNER["id"], "identity_provider": None, "last_login": CREATED, "name": "Owner", "sms_number": None,
+    "suspended_at": None, "delinquent_at": None, "two_factor_authentication": True, "updated_at": CREATED,
+    "verified": True, "country_of_residence": None, "default_organization": None, "default_team": None,
+}  # fmt: skip
 
 
 @dataclass
@@ -397,6 +406,12 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             if (method, *parts) == ("POST", "actions", "addon-attachments", "resolve"):
                 self._resolve_attachment(body or {})
                 return
+            if (method, *parts) == ("GET", "account"):  # `heroku ps` asks whose account it is
+                self._send(200, ACCOUNT)
+                return
+            if (method, *parts) == ("GET", "addon-attachments"):  # `heroku addons` lists every attachment
+                self._send_list([a for app in fake.apps.values() for a in app.attachments_json()], "id")
+                return
             if len(parts) < 2 or parts[0] != "apps":
                 self._error(404, "not_found", "The requested API endpoint was not found.")
                 return
@@ -426,6 +441,12 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                         app.config_vars[key] = str(value)
                 app.release(f"Set {', '.join(sorted(body or {}))} config vars")
                 self._send(200, app.config_vars)
+            elif route == ("GET", "releases") and len(parts) == 4:  # one release, by id or version
+                found = next((r for r in app.releases if parts[3] in (r["id"], str(r["version"]))), None)
+                if found is None:
+                    self._error(404, "not_found", "Couldn't find that release.")
+                    return
+                self._send(200, found)
             elif route == ("GET", "releases"):
                 # Heroku sorts by the Range header: `version ..; order=desc, max=N`.
                 newest_first = "order=desc" in (self.headers.get("Range") or "")
