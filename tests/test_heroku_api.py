@@ -187,3 +187,17 @@ def test_an_invalid_config_var_name_is_refused_as_heroku_does(fake: HerokuFake) 
     with pytest.raises(HerokuApiError, match="HTTP 422 invalid_params: Invalid config var name"):
         _client(fake).update_config_vars("acme", {"BAD-NAME": "x"})
     assert "BAD-NAME" not in fake.apps["acme"].config_vars
+
+
+def test_a_restore_post_that_timed_out_is_not_sent_again(fake: HerokuFake, tmp_path: Path) -> None:
+    """Heroku started the restore but answered after the client gave up waiting."""
+    from standby.primary_side import HerokuSide
+
+    fake.lose_next_answer("POST", "restores", how="timeout")
+    side = HerokuSide("acme", lambda: _client(fake, timeout=0.5))
+
+    with pytest.raises(SafetyRefusal, match="failed"):  # the fake cannot fetch the dump; it did try, once
+        side.restore_database((tmp_path / "no-such-dump").as_uri())
+
+    assert len([r for r in fake.requests if r.method == "POST" and r.path.endswith("/restores")]) == 1
+    assert len(fake.transfers) == 1

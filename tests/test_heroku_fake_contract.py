@@ -87,6 +87,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/apps/{app}/releases/{release}"): ("/apps/acme/releases/1", None),
     ("GET", "/account"): ("/account", None),
     ("GET", "/addon-attachments"): ("/addon-attachments", None),
+    ("POST", "/addon-attachments"): (
+        "/addon-attachments",
+        {"addon": "ADDON", "app": "acme", "name": "DATABASE", "confirm": "acme"},
+    ),
     ("POST", "/actions/addon-attachments/resolve"): (
         "/actions/addon-attachments/resolve",
         {"app": "acme", "addon_attachment": "DATABASE", "addon_service": "heroku-postgresql"},
@@ -106,6 +110,8 @@ def test_the_fake_answers_each_route_in_the_schemas_shape_with_every_field(
     path, body = CALLS[route]
     if "DYNO" in path:
         path = path.replace("DYNO", next(n for n in fake.apps["acme"].dynos if n.startswith("run.")))
+    if isinstance(body, dict) and body.get("addon") == "ADDON":
+        body = {**body, "addon": fake.apps["acme"].postgres_addon_id}
     request = urllib.request.Request(
         fake.url + path,
         data=None if body is None else json.dumps(body).encode(),

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
 PAGE_SIZE: Final = 200  # Heroku's default page of a list
+ANSWER_DELAY: Final = 2.0  # seconds a "timeout" answer is held back
 CONFIG_VAR_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The Platform API routes the fake serves (tests/test_heroku_fake_contract.py holds each against Heroku's
 # published schema); the Postgres data API's (/client/v11/...) are not in that schema.
@@ -50,6 +51,7 @@ PLATFORM_ROUTES: Final = (
     ("GET", "/apps/{app}/releases/{release}"),
     ("GET", "/account"),
     ("GET", "/addon-attachments"),
+    ("POST", "/addon-attachments"),
 )
 
 
@@ -281,7 +283,7 @@ class HerokuFake:
         self.apps: dict[str, FakeApp] = {}
         self.requests: list[RecordedRequest] = []
         self._faults: deque[int] = deque()
-        self._lost_answers: set[tuple[str, str]] = set()
+        self._lost_answers: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._host = host
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -319,17 +321,15 @@ class HerokuFake:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def lose_next_answer(self, method: str, kind: str) -> None:
-        """Act on the next `method` to `.../<kind>` (restores, backups), then answer 503: done, and not told."""
+    def lose_next_answer(self, method: str, kind: str, how: str = "503") -> None:
+        """Act on the next `method` to `.../<kind>` (restores, backups), then answer 503 (`how="503"`) or
+        only after `ANSWER_DELAY` s, past a client's timeout (`how="timeout"`): done, and not told."""
         with self._lock:
-            self._lost_answers.add((method, kind))
+            self._lost_answers[(method, kind)] = how
 
-    def lose_answer(self, route: tuple[str, str]) -> bool:
+    def lose_answer(self, route: tuple[str, str]) -> str | None:
         with self._lock:
-            if route in self._lost_answers:
-                self._lost_answers.discard(route)
-                return True
-            return False
+            return self._lost_answers.pop(route, None)
 
     def take_fault(self) -> int | None:
         with self._lock:
@@ -408,6 +408,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 return
             if (method, *parts) == ("GET", "account"):  # `heroku ps` asks whose account it is
                 self._send(200, ACCOUNT)
+                return
+            if (method, *parts) == ("POST", "addon-attachments"):  # `heroku pg:promote` moves DATABASE
+                self._attach(body or {})
                 return
             if (method, *parts) == ("GET", "addon-attachments"):  # `heroku addons` lists every attachment
                 self._send_list([a for app in fake.apps.values() for a in app.attachments_json()], "id")
@@ -527,6 +530,25 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(200, page)
 
+        def _attach(self, body: dict[str, Any]) -> None:
+            """`POST /addon-attachments`: attach an add-on to an app under a name (replacing one of that name,
+            with `confirm`, as `heroku pg:promote` does for DATABASE)."""
+            app = fake.find(str(body.get("app", "")))
+            owner = next((a for a in fake.apps.values() if a.postgres_addon_id == body.get("addon")), None)
+            if app is None or owner is None:
+                self._error(404, "not_found", "Couldn't find that app or add-on.")
+                return
+            name = str(body.get("name") or "HEROKU_POSTGRESQL")
+            if name in app.attachments and body.get("confirm") != app.name:
+                self._error(
+                    422,
+                    "confirmation_required",
+                    f"{name} is taken on {app.name}: confirm with the app's name.",
+                )
+                return
+            app.attach(owner, name)
+            self._send(201, next(a for a in app.attachments_json() if a["name"] == name))
+
         def _resolve_attachment(self, body: dict[str, Any]) -> None:
             """`POST /actions/addon-attachments/resolve`, as the official CLI resolves DATABASE_URL."""
             app = fake.find(str(body.get("app", "")))
@@ -549,10 +571,13 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
 
         def _created(self, method: str, kind: str, transfer: dict[str, Any]) -> None:
             """201 with the transfer, or, when told to lose this answer, 503 after having acted (the harsh case)."""
-            if fake.lose_answer((method, kind)):
+            lost = fake.lose_answer((method, kind))
+            if lost == "503":
                 self._error(503, "unavailable", "Heroku API is temporarily unavailable.")
-            else:
-                self._send(201, transfer)
+                return
+            if lost == "timeout":
+                time.sleep(ANSWER_DELAY)
+            self._send(201, transfer)
 
         def _patch_formation(self, app: FakeApp, body: Any) -> None:
             updates = (body or {}).get("updates")
