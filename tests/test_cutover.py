@@ -326,8 +326,11 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
     # Heroku's own database was kept first, as Heroku keeps backups: the way back from a bad failback.
     kept = report["facts"]["heroku_backup"]
     assert scene.heroku.backups[kept].startswith(b"PGDMP")
-    posts = [r.path for r in scene.heroku.requests if r.method == "POST" and r.path.startswith("/client/")]
-    assert [p.rsplit("/", 1)[-1] for p in posts] == ["backups", "restores"]
+    posts = [r for r in scene.heroku.requests if r.method == "POST" and r.path.startswith("/client/")]
+    assert [r.path.rsplit("/", 1)[-1] for r in posts] == ["backups", "restores"]
+    # SigV4 (SSE-KMS objects refuse SigV2), and short-lived: Heroku starts its download at once.
+    url = posts[1].body["backup_url"]
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Expires=900" in url
 
 
 def test_a_cutover_run_again_after_it_finished_is_refused_before_touching_anything(scene: Scene) -> None:

@@ -37,7 +37,11 @@ class BackupSchedule(pulumi.ComponentResource):
                     allow(
                         ["ecs:RunTask"], [args.task_definition_arn], ArnLike={"ecs:cluster": args.cluster_arn}
                     ),
-                    allow(["iam:PassRole"], args.task_role_arns),
+                    allow(
+                        ["iam:PassRole"],
+                        args.task_role_arns,
+                        StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"},
+                    ),
                 ]
             ),
             opts=child,

@@ -6,6 +6,7 @@ things with exactly the same messages.
 
 from __future__ import annotations
 
+import difflib
 import json
 import types
 import typing
@@ -127,8 +128,11 @@ def _describe(error: ErrorDetails, model: type[BaseModel], secret_fields: set[st
         how = f"--path '{key}'" if len(loc) > 1 else key
         return f"{key}: required, but not set. Set it with `pulumi config set {how} <value>`."
     if kind == "extra_forbidden":
+        # Never the value: an unknown key is often a misspelled secret one (standby:herokuApikey).
         allowed = _allowed_keys(model, loc[:-1])
-        return f"{key}: unknown key. Allowed keys here: {', '.join(allowed)}. Got {got}."
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        return f"{key}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
     if kind == "value_error":
         # Our validators write complete sentences: "must be one of ... Got ...".
         message = str(error.get("ctx", {}).get("error", error["msg"]))

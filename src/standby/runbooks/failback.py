@@ -15,6 +15,9 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
+import boto3
+from botocore.config import Config
+
 from standby import catalog, database_fence
 from standby.backup import BackupRequest, run_backup
 from standby.config.models import Mode
@@ -24,7 +27,7 @@ from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
 
-URL_LIFETIME: Final = 3600  # seconds the presigned URL for Heroku stays valid
+URL_LIFETIME: Final = 900  # seconds the presigned URL stays valid: Heroku starts its download at once
 DRAIN_TIMEOUT: Final = 300.0  # seconds for the standby's tasks to stop (ECS drains the load balancer first)
 POLL_SECONDS: Final = 3.0
 
@@ -185,7 +188,8 @@ class RestoreHeroku(EnvStep):
                 f"standby tasks run again ({running}): their writes would be lost. Stop them, then --resume."
             )
         backup = self._backup(ctx)
-        s3 = self.env.standby.client("s3")
+        # SigV4 (SSE-KMS objects refuse SigV2), in the bucket's region, valid only while Heroku starts its GET.
+        s3 = boto3.client("s3", region_name=self.env.manifest.region, config=Config(signature_version="s3v4"))
         url = s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.env.manifest.backup_bucket, "Key": backup.dump_key},
