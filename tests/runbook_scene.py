@@ -23,6 +23,7 @@ from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.commands.runbook_command import StandbySideFactory
 from standby.config.models import DnsMode, Mode
+from standby.integrity import KmsMac
 from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_side import LocalStandby
@@ -154,7 +155,13 @@ def build_scene(
         )
     )
     run_backup(
-        BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
+        BackupRequest(
+            app,
+            parse_database_url(source),
+            S3Store(manifest.backup_bucket),
+            find_tool("pg_dump"),
+            signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
+        )  # as the backup task signs
     )
     web = WebStandIn()
     tools = {

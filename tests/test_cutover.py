@@ -20,6 +20,7 @@ import pytest
 from standby.backup_store import S3Store
 from standby.commands import cutover, failback
 from standby.config.models import DnsMode, Mode
+from standby.integrity import KmsMac
 from standby.local.name_server import LocalNameServer
 from standby.names import heroku_fence_parameter
 from standby.primary_side import HerokuSide
@@ -242,7 +243,8 @@ def test_a_failed_data_verification_leaves_dns_and_the_mode_untouched(scene: Sce
     key = next(k for k in store.list_keys("backups/") if k.endswith("manifest.json"))
     doc = store.get_json(key)
     doc["tables"]["public.rental"] += 1
-    store.put_json(key, doc)
+    # Signed: the writer itself got it wrong (a forged one is refused before, by its MAC).
+    store.put_json(key, KmsMac(scene.manifest.backup_mac_key or "", scene.manifest.region).sign(doc))
     scene.heroku.apps[scene.app].config_vars.pop("DATABASE_URL")  # no final backup to fall back on
     before = scene.records()
 

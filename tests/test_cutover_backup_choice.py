@@ -14,12 +14,17 @@ from standby import catalog
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.commands import cutover
+from standby.integrity import KmsMac
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from tests.runbook_scene import Scene
 from tests.servers import count_tables
 
 ACTOR = ["public.actor"]
+
+
+def _mac(scene: Scene) -> KmsMac:
+    return KmsMac(scene.manifest.backup_mac_key or "", scene.manifest.region)
 
 
 def _second_backup(scene: Scene) -> tuple[str, str]:
@@ -32,7 +37,9 @@ def _second_backup(scene: Scene) -> tuple[str, str]:
             "INSERT INTO actor (first_name, last_name) SELECT 'New', 'Er' FROM generate_series(1, 25)"
         )
     newer = run_backup(
-        BackupRequest(scene.app, parse_database_url(scene.source), store, find_tool("pg_dump"))
+        BackupRequest(
+            scene.app, parse_database_url(scene.source), store, find_tool("pg_dump"), signer=_mac(scene)
+        )
     )
     return first.backup_id, newer.backup_id
 
@@ -48,13 +55,21 @@ def _break(scene: Scene, backup_id: str, how: str) -> None:
     elif how == "flipped":  # same size, one byte changed: only the hash can tell
         at = len(dump) // 2
         store.write_stream(base + "dump", [dump[:at] + bytes([dump[at] ^ 0xFF]) + dump[at + 1 :]])
-    elif how == "future":
+    elif how == "altered":  # rewritten with the bucket's rights, without the key: the MAC no longer matches
+        doc = store.get_json(base + "manifest.json")
+        doc["tables"]["public.actor"] = 999
+        store.put_json(base + "manifest.json", doc)
+    elif how == "unsigned":  # planted with the bucket's rights: a manifest nobody with the key wrote
+        doc = store.get_json(base + "manifest.json")
+        del doc["mac"]
+        store.put_json(base + "manifest.json", doc)
+    elif how == "future":  # written by the writer itself, with a clock gone wrong: signed, and still refused
         doc = store.get_json(base + "manifest.json")
         doc["snapshot_at"] = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-        store.put_json(base + "manifest.json", doc)
+        store.put_json(base + "manifest.json", _mac(scene).sign(doc))
 
 
-@pytest.mark.parametrize("how", ["missing", "truncated", "flipped", "future"])
+@pytest.mark.parametrize("how", ["missing", "truncated", "flipped", "future", "altered", "unsigned"])
 def test_a_broken_newest_backup_is_passed_over_for_the_previous_one_and_its_cost_reported(
     scene: Scene, tmp_path: Path, how: str
 ) -> None:
@@ -72,7 +87,8 @@ def test_a_broken_newest_backup_is_passed_over_for_the_previous_one_and_its_cost
     assert [s["backup_id"] for s in skipped] == [newer]
     assert skipped[0]["rpo_cost_seconds"] > 0
     reason = {"missing": "its dump is missing", "truncated": "truncated", "flipped": "sha256",
-              "future": "in the future"}[how]  # fmt: skip
+              "future": "in the future", "altered": "its MAC does not match",
+              "unsigned": "it carries no MAC"}[how]  # fmt: skip
     assert reason in skipped[0]["reason"]
     tables = catalog.select_backup(
         catalog.read_catalog(S3Store(scene.manifest.backup_bucket), "backups", scene.app), first

@@ -23,6 +23,7 @@ from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.commands import drill
 from standby.drill_history import drill_history
+from standby.integrity import KmsMac
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_side import LocalStandby
 from standby.local.standby_world import WorldSpec, build_standby_world
@@ -109,7 +110,13 @@ def drill_scene(
         )
     )
     run_backup(
-        BackupRequest(app, parse_database_url(source), S3Store(manifest.backup_bucket), find_tool("pg_dump"))
+        BackupRequest(
+            app,
+            parse_database_url(source),
+            S3Store(manifest.backup_bucket),
+            find_tool("pg_dump"),
+            signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
+        )
     )
     web_url = f"http://127.0.0.1:{health.server_port}/health"
     yield DrillScene(manifest, standby_url, task, aws_env, tmp_path / "journal", web_url)

@@ -31,10 +31,9 @@ APP = "acme-shop"
 
 
 @pytest.fixture
-def source_url(pg_server: LocalPostgres) -> str:
-    url = pg_server.create_database("heroku")
-    load_pagila(url, rentals=3000)
-    return url
+def source_url(pg_server: LocalPostgres, pagila_template: str) -> str:
+    """The sample app (3000 rentals), copied from the session's template in milliseconds."""
+    return pg_server.create_database("heroku", template=pagila_template)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import psycopg
 from psycopg import sql
@@ -49,6 +49,10 @@ ORDER BY 1, 2
 """
 
 
+class Signer(Protocol):
+    def sign(self, document: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class BackupFailed(StandbyError):
     """The backup did not complete; no manifest was written, earlier backups are untouched."""
 
@@ -68,6 +72,7 @@ class BackupRequest:
     compression: str = DEFAULT_COMPRESSION
     part_size: int = DEFAULT_PART_SIZE
     source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
+    signer: Signer | None = None  # signs the manifest (standby.integrity.KmsMac), when the standby has a key
 
 
 Progress = Callable[[str], None]
@@ -124,7 +129,10 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             database_size=int(db_size),
             compression=request.compression,
         )
-        request.store.put_json(f"{base}{catalog.MANIFEST}", manifest.to_json())
+        document = manifest.to_json()
+        request.store.put_json(
+            f"{base}{catalog.MANIFEST}", request.signer.sign(document) if request.signer else document
+        )
         return manifest
     except BackupFailed as exc:
         _record_failure(request, base, backup_id, started, exc.phase, exc.reason)

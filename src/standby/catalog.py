@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from standby.errors import ConfigError, SafetyRefusal, StandbyError
 
@@ -251,13 +251,23 @@ def check_belongs(manifest: BackupManifest, backup_id: str, app: str, base: str,
         )
 
 
+class Verifier(Protocol):
+    """Tells why a document cannot be trusted (standby.integrity.KmsMac), or None."""
+
+    def problem(self, document: dict[str, Any]) -> str | None: ...
+
+
 def read_catalog(
-    store: BackupStore, prefix: str, app: str, now: datetime | None = None
+    store: BackupStore,
+    prefix: str,
+    app: str,
+    now: datetime | None = None,
+    verifier: Verifier | None = None,
 ) -> list[CatalogEntry]:
     """Read `app`'s catalog from a store: its keys, manifests and failure records.
 
     A manifest that does not parse, or does not belong to its folder (`check_belongs`), makes its backup
-    count as failed, never as complete.
+    count as failed, never as complete; so does one whose MAC `verifier` refuses (unsigned or forged).
     """
     base = backup_prefix(prefix, app)
     now = now or datetime.now(UTC)
@@ -268,7 +278,13 @@ def read_catalog(
         backup_id, _, name = key.partition("/")
         if name == MANIFEST:
             try:
-                manifest = BackupManifest.from_json(store.get_json(base + key))
+                doc = store.get_json(base + key)
+                forged = verifier.problem(doc) if verifier is not None and isinstance(doc, dict) else None
+                if forged and isinstance(doc, dict):
+                    failures[backup_id] = {"phase": "verifying the manifest", "error": f"the manifest cannot be "
+                                           f"trusted: {forged}", "started_at": doc.get("started_at")}  # fmt: skip
+                    continue
+                manifest = BackupManifest.from_json(doc)
             except (ManifestError, ValueError) as exc:  # a bad manifest, or JSON cut short
                 failures[backup_id] = {"phase": "reading the manifest", "error": _one_line(exc)}
                 continue

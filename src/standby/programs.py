@@ -113,8 +113,9 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
     }
     settings = app_settings(config, with_live_ai_provider(primary, providers["standby"]))
     serving = "second" if modes["second"] is Mode.ACTIVE else "standby"
-    regions = {
-        role: StandbyRegion(
+    regions: dict[str, StandbyRegion] = {}
+    for role in ("standby", "second"):  # the standby region first: the second replicates its MAC key
+        regions[role] = StandbyRegion(
             f"{role}-region",
             RegionArgs(
                 role=role,
@@ -131,11 +132,10 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
                 # The backups run where the app is live or will be: the standby region, unless a cutover
                 # made the second region live (the chain goes on there).
                 with_schedule=role == serving and config.heroku_api_key is not None,
+                mac_primary_key_arn=regions["standby"].backup_mac.arn if role == "second" else None,
             ),
             opts=pulumi.ResourceOptions(provider=providers[role]),
         )
-        for role in ("standby", "second")
-    }
     if config.heroku_api_key is None:
         pulumi.log.warn(
             "standby:herokuApiKey is not set: no scheduled backups will run. Set it with "

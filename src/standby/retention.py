@@ -18,10 +18,17 @@ KEEP_NEWEST: Final = 4  # an hour of 15-minute backups, whatever happens to the 
 RUNNING_GRACE: Final = timedelta(days=1)  # an incomplete backup younger than this may be still running
 
 
-def apply_retention(store: BackupStore, prefix: str, app: str, keep: int = KEEP_NEWEST) -> list[str]:
-    """Mark every backup the newest `keep` complete ones make redundant; returns their ids."""
+def apply_retention(
+    store: BackupStore,
+    prefix: str,
+    app: str,
+    keep: int = KEEP_NEWEST,
+    verifier: catalog.Verifier | None = None,
+) -> list[str]:
+    """Mark every backup the newest `keep` complete ones make redundant; returns their ids. A forged
+    manifest (refused by `verifier`) keeps nothing: it counts as failed."""
     now = datetime.now(UTC)
-    entries = catalog.read_catalog(store, prefix, app, now)
+    entries = catalog.read_catalog(store, prefix, app, now, verifier)
     # The newest complete backups whose dumps are whole: a manifest over a missing dump keeps nothing safe.
     complete = [
         e

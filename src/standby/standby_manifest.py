@@ -64,6 +64,8 @@ class StandbyManifest:
     # Heroku's DATABASE_URL as the newest backup used it (the backup task keeps it there): with Heroku's
     # API dark, the cutover still reaches the database to fence it and take the final backup.
     primary_database_secret: str | None = None
+    # The KMS HMAC key backup manifests are signed with (standby.integrity): readers refuse unsigned ones.
+    backup_mac_key: str | None = None
     ai: dict[str, Any] | None = (
         None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
     )

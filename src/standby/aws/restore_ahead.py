@@ -31,6 +31,7 @@ class RestoreAheadArgs:
     backup_key_arn: pulumi.Input[str]
     database_url_secret_arn: pulumi.Input[str]
     lock_table_arn: pulumi.Input[str]
+    backup_mac_key_arn: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
 
@@ -51,6 +52,7 @@ class RestoreAhead(pulumi.ComponentResource):
                     allow(["s3:ListBucket"], [args.backup_bucket_arn]),
                     allow(["s3:GetObject"], [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")]),
                     allow(["kms:Decrypt"], [args.backup_key_arn]),
+                    allow(["kms:VerifyMac"], [args.backup_mac_key_arn]),  # verifies, never signs
                     allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn]),
                     allow(
                         [

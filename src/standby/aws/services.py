@@ -50,6 +50,7 @@ class ServicesArgs:
     database_url_secret_arn: pulumi.Input[str] | None  # None: no database in this region yet
     backup_bucket_arn: pulumi.Input[str]
     backup_key_arn: pulumi.Input[str]
+    backup_mac_key_arn: pulumi.Input[str]
     network: StandbyNetwork
     hosted_zone_id: pulumi.Input[str]
     domains: list[str]
@@ -169,6 +170,8 @@ class StandbyServices(pulumi.ComponentResource):
                         [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")],
                     ),
                     allow(["kms:GenerateDataKey", "kms:Decrypt"], [args.backup_key_arn]),
+                    # It signs the manifests it writes, and verifies the ones retention counts on.
+                    allow(["kms:GenerateMac", "kms:VerifyMac"], [args.backup_mac_key_arn]),
                     allow(
                         ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
                     ),

@@ -40,6 +40,7 @@ class RegionArgs:
     domains: list[Domain]
     with_database: bool
     with_schedule: bool
+    mac_primary_key_arn: pulumi.Input[str] | None = None  # the standby region's key, for the second's replica
 
 
 def process_specs(config: StandbyConfig, primary: PrimarySnapshot) -> dict[str, ProcessSpec]:
@@ -67,6 +68,29 @@ class StandbyRegion(pulumi.ComponentResource):
         self.vault = BackupVault(
             f"{name}-vault", VaultArgs(app, args.region, config.backup_retention_days), opts=child
         )
+        # Signs backup manifests (standby.integrity): writing the bucket is not enough to forge one. One
+        # multi-Region key: the second region verifies the replicated manifests with its replica, also when
+        # the standby region is down.
+        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
+        self.backup_mac: aws.kms.Key | aws.kms.ReplicaKey
+        if args.mac_primary_key_arn is None:
+            self.backup_mac = aws.kms.Key(
+                f"{name}-backup-mac",
+                description=f"{app} standby: MACs of backup manifests",
+                key_usage="GENERATE_VERIFY_MAC",
+                customer_master_key_spec="HMAC_256",
+                multi_region=True,
+                deletion_window_in_days=30,
+                opts=kept,
+            )
+        else:
+            self.backup_mac = aws.kms.ReplicaKey(
+                f"{name}-backup-mac",
+                description=f"{app} standby: MACs of backup manifests (replica)",
+                primary_key_arn=args.mac_primary_key_arn,
+                deletion_window_in_days=30,
+                opts=kept,
+            )
         self.network = StandbyNetwork(
             f"{name}-network", NetworkArgs(list(zones.names), config.container_port), opts=child
         )
@@ -102,6 +126,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 database_url_secret_arn=self.database.url_secret.arn if self.database else None,
                 backup_bucket_arn=self.vault.bucket.arn,
                 backup_key_arn=self.vault.key.arn,
+                backup_mac_key_arn=self.backup_mac.arn,
                 network=self.network,
                 hosted_zone_id=args.hosted_zone_id,
                 domains=[d.hostname for d in args.domains],
@@ -156,6 +181,7 @@ class StandbyRegion(pulumi.ComponentResource):
                     backup_key_arn=self.vault.key.arn,
                     database_url_secret_arn=self.database.url_secret.arn,
                     lock_table_arn=self.support.lock_table.arn,
+                    backup_mac_key_arn=self.backup_mac.arn,
                     subnet_ids=[s.id for s in self.network.private_subnets],
                     security_group_id=self.network.service_group.id,
                 ),
@@ -183,6 +209,7 @@ class StandbyRegion(pulumi.ComponentResource):
             drill_target_group=services.drill_target_group.arn,
             settings_secret=services.settings_secret.arn,
             primary_database_secret=services.primary_database_secret.arn,
+            backup_mac_key=self.backup_mac.arn,
             drill_secret=services.drill_secret.arn if services.drill_secret else None,
             topic=self.topic.arn,
             zone=args.hosted_zone_id,
@@ -208,6 +235,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 drill_target_group_arn=v["drill_target_group"],
                 settings_secret=v["settings_secret"],
                 primary_database_secret=v["primary_database_secret"],
+                backup_mac_key=v["backup_mac_key"],
                 ai=args.primary.ai.model_dump(mode="json", by_alias=True) if args.primary.ai else None,
                 drill_database_secret=v["drill_secret"],
                 hosted_zone_id=v["zone"],

@@ -68,6 +68,7 @@ def _main(args: argparse.Namespace) -> int:
         prefix=context.prefix,
         compression=compression,
         source_side=side,
+        signer=context.mac,
     )
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
@@ -82,7 +83,7 @@ def _main(args: argparse.Namespace) -> int:
                 f"  warning: Heroku's DATABASE_URL not kept for a cutover with its API dark: {' '.join(str(exc).split())}"
             )
     try:  # the backup is done and counted; retention that fails now is tried again after the next one
-        redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest)
+        redundant = apply_retention(context.store, context.prefix, context.app, args.keep_newest, context.mac)
         if redundant:
             say(
                 f"  {len(redundant)} older backup(s) may now expire; the newest {args.keep_newest} whole ones never do"
@@ -133,7 +134,9 @@ def _report(manifest: BackupManifest, json_path: Path | None) -> None:
 
 def _list(context: StoreContext, json_path: Path | None) -> int:
     now = datetime.now(UTC)
-    entries = list(reversed(catalog.read_catalog(context.store, context.prefix, context.app)))
+    entries = list(
+        reversed(catalog.read_catalog(context.store, context.prefix, context.app, verifier=context.mac))
+    )
     print(f"{'BACKUP':<24} {'STATE':<11} {'AGE':>6} {'SIZE':>10}  NOTE")
     for e in entries:
         size = f"{e.manifest.size / 1e6:.1f} MB" if e.manifest else "-"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from standby.backup_store import BackupStore, LocalStore, S3Store
 from standby.errors import ConfigError
+from standby.integrity import KmsMac
 from standby.names import BACKUP_PREFIX
 from standby.standby_manifest import StandbyManifest, load_manifest
 
@@ -34,6 +35,13 @@ class StoreContext:
     store: BackupStore
     prefix: str
     manifest: StandbyManifest | None
+
+    @property
+    def mac(self) -> KmsMac | None:
+        """The standby's backup key, when its manifest names one: backups are signed and verified with it.
+        A store named by --bucket or --folder alone has no key: its manifests are read unverified."""
+        key = self.manifest.backup_mac_key if self.manifest else None
+        return KmsMac(key, self.manifest.region) if key and self.manifest else None
 
 
 def open_store(args: argparse.Namespace) -> StoreContext:

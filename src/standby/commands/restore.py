@@ -164,7 +164,7 @@ def _restore(
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
     plan = plan_restore(
-        catalog.read_catalog(context.store, context.prefix, context.app),
+        catalog.read_catalog(context.store, context.prefix, context.app, verifier=context.mac),
         target_db.dbname,
         choice=args.backup,
         before=args.before,

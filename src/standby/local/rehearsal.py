@@ -25,6 +25,7 @@ import psycopg
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.config.models import AiProvider
+from standby.integrity import KmsMac
 from standby.local.ai_fake import AiProviderFake
 from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.moto_server import moto_server
@@ -162,7 +163,7 @@ def rehearse(
         )
         first = build_standby_world(spec)
         second = build_standby_world(
-            replace(spec, region=REGIONS["second"], hosted_zone_id=first.hosted_zone_id,
+            replace(spec, region=REGIONS["second"], hosted_zone_id=first.hosted_zone_id, mac_primary_key=first.backup_mac_key,
                     load_balancer_dns=f"{APP}-{REGIONS['second']}.elb.amazonaws.com")
         )  # fmt: skip
         worlds = {"standby": first, "second": second}
@@ -175,6 +176,7 @@ def rehearse(
                 parse_database_url(heroku_db),
                 S3Store(worlds["standby"].backup_bucket),
                 find_tool("pg_dump"),
+                signer=KmsMac(first.backup_mac_key or "", first.region),  # as the backup task signs
             )
         )
         if scenario == "region-down":

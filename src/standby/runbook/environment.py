@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Final
 
 from standby.backup_store import BackupStore
+from standby.catalog import CatalogEntry, read_catalog
+from standby.integrity import KmsMac
 from standby.pg_tools import PgTool, find_tool
 from standby.primary_side import HerokuSide
 from standby.runbook.engine import RunContext
@@ -36,6 +38,16 @@ class RunbookEnv:
     @property
     def app(self) -> str:
         return self.manifest.app
+
+    @cached_property
+    def backup_mac(self) -> KmsMac | None:
+        """Signs the backups the runbooks take and verifies every manifest they read."""
+        key = self.manifest.backup_mac_key
+        return KmsMac(key, self.manifest.region) if key else None
+
+    def catalog(self) -> list[CatalogEntry]:
+        """The app's backups, each manifest verified (a forged or unsigned one counts as failed)."""
+        return read_catalog(self.store, self.manifest.backup_prefix, self.app, verifier=self.backup_mac)
 
     @cached_property
     def pg_dump(self) -> PgTool:

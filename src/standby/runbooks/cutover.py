@@ -85,7 +85,7 @@ def choose(
     older_than: datetime | None = None,
 ) -> catalog.CatalogEntry:
     """The backup to restore: the first candidate (newest first) whose dump is whole."""
-    entries = catalog.read_catalog(env.store, env.manifest.backup_prefix, env.app)
+    entries = env.catalog()
     candidates = choice.candidates(entries)
     if older_than is not None:
         candidates = [c for c in candidates if c.manifest is not None and c.manifest.snapshot_at < older_than]
@@ -278,6 +278,7 @@ class FinalBackup(EnvStep):
                     self.env.store,
                     self.env.pg_dump,
                     self.env.manifest.backup_prefix,
+                    signer=self.env.backup_mac,
                 )
             )
         except BackupFailed as exc:
@@ -327,7 +328,7 @@ class Restore(EnvStep):
         self.choice = choice
 
     def _chosen(self, ctx: RunContext) -> catalog.CatalogEntry:
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         return catalog.select_backup(entries, str(ctx.facts["chosen_backup"]))
 
     def is_done(self, ctx: RunContext) -> bool:
@@ -403,7 +404,7 @@ class VerifyData(EnvStep):
                 f"the standby database holds backup {marker.backup_id}, not {chosen}, which this cutover chose: "
                 "something restored over it meanwhile. Find out what, then --resume."
             )
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         backup = catalog.select_backup(entries, marker.backup_id)
         assert backup.manifest is not None
         verify_counts(target, backup.manifest.tables)

@@ -93,7 +93,7 @@ class DrillPreflight(DrillStep):
                 [f"the standby manifest in {manifest.region} has no {', '.join(missing)}: a drill needs a web "
                  "service and the drill parts. Run `pulumi up -s standby` with this version of standby."]
             )  # fmt: skip
-        entries = catalog.read_catalog(self.env.store, manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         newest = catalog.newest_complete(entries)
         if newest is None or newest.manifest is None:
             raise catalog.NoCompleteBackup(
@@ -123,7 +123,7 @@ class RestoreScratch(DrillStep):
         return f"restore the newest backup into a scratch database beside the standby's{note}"
 
     def apply(self, ctx: RunContext) -> None:
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         backup = catalog.select_backup(entries, ctx.facts["newest_backup"])
         scratch = self.scratch().dbname
         request = RestoreRequest(
@@ -156,7 +156,7 @@ class VerifyScratch(DrillStep):
         marker = read_marker(self.server(), self.scratch().dbname)
         if marker is None or marker.backup_id != ctx.facts["newest_backup"]:
             raise SafetyRefusal("the scratch database does not hold the newest backup.")
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         backup = catalog.select_backup(entries, marker.backup_id)
         assert backup.manifest is not None
         verify_counts(self.scratch(), backup.manifest.tables)

@@ -103,6 +103,7 @@ class DumpStandby(EnvStep):
                 self.env.store,
                 self.env.pg_dump,
                 self.env.manifest.backup_prefix,
+                signer=self.env.backup_mac,
             )
         )
         ctx.facts["failback_backup"] = manifest.backup_id
@@ -166,7 +167,7 @@ class RestoreHeroku(EnvStep):
     name = "restore_heroku"
 
     def _backup(self, ctx: RunContext) -> catalog.BackupManifest:
-        entries = catalog.read_catalog(self.env.store, self.env.manifest.backup_prefix, self.env.app)
+        entries = self.env.catalog()
         entry = catalog.select_backup(entries, ctx.facts["failback_backup"])
         assert entry.manifest is not None
         return entry.manifest
