@@ -3,7 +3,7 @@
 Whether Heroku answers, the fence (maintenance mode, the formation, every dyno), the database URL, the restore
 of a dump into Heroku Postgres, and the app's settings (config vars and the release they make). The
 Heroku client is built when first needed: a drill never talks to Heroku, so it needs no Heroku token.
-The tests and the rehearsal point the client at the fake Platform API (`standby.local.heroku_fake`).
+The tests and the rehearsal point the client at the fake Platform API (`local/heroku_fake.py`).
 """
 
 from __future__ import annotations

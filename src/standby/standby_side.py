@@ -2,7 +2,7 @@
 
 The live mode, the services' desired and running counts, scaling, the web service's health as its load
 balancer sees it, the app's names (through `DnsSwitch`), the database URL and the app's settings. This is
-production code; the local rehearsal and the tests use `standby.local.standby_side.LocalStandby`, which
+production code; the local rehearsal and the tests use `LocalStandby` (`local/standby_side.py`), which
 replaces only what moto cannot do (see there).
 """
 

@@ -24,7 +24,7 @@ from standby.standby_manifest import StandbyManifest, load_manifest
 from standby.standby_side import AwsStandby
 
 # Builds the standby side from the manifest: production's AwsStandby; the rehearsal and the tests hand in
-# standby.local.standby_side.LocalStandby.
+# LocalStandby (local/standby_side.py).
 StandbySideFactory = Callable[[StandbyManifest], AwsStandby]
 
 

@@ -145,8 +145,8 @@ class DynamoDbLock:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        except PermissionError:
-            pass  # it exists, under another user
+        except PermissionError:  # it exists, under another user
+            pass
         if pid == os.getpid():
             return  # this very process (a test, or a runbook calling another): it is not running a step
         raise LockHeld(
@@ -215,8 +215,8 @@ class DynamoDbLease:
                         f"{taken.get('who', 'someone')} (attempt {taken.get('attempt', '?')})"
                     )
                     return
-            except BotoCoreError:
-                pass  # the next heartbeat tries again; `lost` tells when the lease ran out meanwhile
+            except BotoCoreError:  # the next heartbeat tries again; `lost` tells when the lease ran out
+                continue
 
     def release(self) -> None:
         self._stop.set()
