@@ -154,7 +154,7 @@ def test_the_lease_is_renewed_while_a_long_step_runs(aws: None, world: Counter[s
 
     class Long(ToyStep):
         def apply(self, ctx: RunContext) -> None:
-            time.sleep(2.5)  # more than twice the lease
+            time.sleep(4.5)  # more than twice the lease
             try:
                 DynamoDbLock("locks", "acme").acquire(Holder("drill", "bob", "b1"))
                 held_during.append(False)
@@ -162,7 +162,7 @@ def test_the_lease_is_renewed_while_a_long_step_runs(aws: None, world: Counter[s
                 held_during.append(True)
             super().apply(ctx)
 
-    runbook = _runbook(world, tmp_path, lease=1)
+    runbook = _runbook(world, tmp_path, lease=2)  # heartbeats every 0.5 s: slack for a loaded machine
     runbook.steps[1] = Long("restore", world)
     assert runbook.run(RunContext(), RunOptions(yes=True)) is not None
     assert held_during == [True]
