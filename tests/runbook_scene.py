@@ -118,6 +118,19 @@ class Scene:
         return str(answer["Parameter"]["Value"])
 
 
+def take_backup(manifest: StandbyManifest, source_url: str) -> None:
+    """A backup of `source_url` into the world's bucket, signed as the backup task signs it."""
+    run_backup(
+        BackupRequest(
+            manifest.app,
+            parse_database_url(source_url),
+            S3Store(manifest.backup_bucket),
+            find_tool("pg_dump"),
+            signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
+        )
+    )
+
+
 def build_scene(
     pg_server: LocalPostgres,
     template: str,
@@ -154,15 +167,7 @@ def build_scene(
             ai=ai,
         )
     )
-    run_backup(
-        BackupRequest(
-            app,
-            parse_database_url(source),
-            S3Store(manifest.backup_bucket),
-            find_tool("pg_dump"),
-            signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
-        )  # as the backup task signs
-    )
+    take_backup(manifest, source)
     web = WebStandIn()
     tools = {
         "pg_restore": str(find_tool("pg_restore").path),

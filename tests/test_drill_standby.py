@@ -19,21 +19,17 @@ import boto3
 import psycopg
 import pytest
 
-from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.commands import drill
 from standby.drill_history import drill_history
-from standby.integrity import KmsMac
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_side import LocalStandby
 from standby.local.standby_world import WorldSpec, build_standby_world
 from standby.names import mode_parameter
-from standby.pg_tools import find_tool
-from standby.pg_url import parse_database_url
 from standby.runbooks.drill import NOT_IN_USE, STARTED_BY, drill_family
 from standby.sample_data import load_pagila
 from standby.standby_manifest import StandbyManifest
-from tests.runbook_scene import Run, run_in_process
+from tests.runbook_scene import Run, run_in_process, take_backup
 from tests.servers import run_script
 
 
@@ -109,15 +105,7 @@ def drill_scene(
             load_balancer_dns="drill-lb.us-east-2.elb.amazonaws.com",
         )
     )
-    run_backup(
-        BackupRequest(
-            app,
-            parse_database_url(source),
-            S3Store(manifest.backup_bucket),
-            find_tool("pg_dump"),
-            signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
-        )
-    )
+    take_backup(manifest, source)
     web_url = f"http://127.0.0.1:{health.server_port}/health"
     yield DrillScene(manifest, standby_url, task, aws_env, tmp_path / "journal", web_url)
     health.shutdown()
