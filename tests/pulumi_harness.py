@@ -71,16 +71,28 @@ def _computed_outputs(args: MockResourceArgs, stack_outputs: dict[str, Any]) -> 
             "endpoint": f"{name}.rds.amazonaws.com:5432",
         }
     elif typ == "aws:s3/bucket:Bucket":
-        computed |= {"bucket": f"{inputs.get('bucketPrefix', '')}{name}", "arn": f"arn:aws:s3:::{name}"}
+        bucket = _bucket_name(args)
+        computed |= {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
     elif typ == "aws:route53/record:Record":
         computed["fqdn"] = inputs.get("name")
     return computed
+
+
+def _bucket_name(args: MockResourceArgs) -> str:
+    return str(args.inputs.get("bucket") or f"{args.inputs.get('bucketPrefix', '')}{args.name}")
 
 
 def _call_result(args: MockCallArgs, ssm_parameters: dict[str, str]) -> dict[str, Any]:
     token, inputs = args.token, args.args
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         return {"names": ["zone-a", "zone-b", "zone-c"], "zoneIds": ["z1", "z2", "z3"], "id": "zones"}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {
+            "accountId": "123456789012",
+            "arn": "arn:aws:iam::123456789012:user/ci",
+            "userId": "AIDA",
+            "id": "1",
+        }
     if token == "aws:route53/getZone:getZone":
         return {"zoneId": "ZONE123", "name": inputs.get("name"), "id": "ZONE123"}
     if token == "aws:ssm/getParametersByPath:getParametersByPath":
@@ -98,7 +110,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.declared.append(Declared(args.typ, args.name, dict(args.inputs), args.provider or ""))
-        return f"{args.name}-id", {**args.inputs, **_computed_outputs(args, self.stack_outputs)}
+        # A bucket's id is its name, as AWS has it (the manifest names the bucket by its id).
+        resource_id = _bucket_name(args) if args.typ == "aws:s3/bucket:Bucket" else f"{args.name}-id"
+        return resource_id, {**args.inputs, **_computed_outputs(args, self.stack_outputs)}
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
         return _call_result(args, self.ssm_parameters)

@@ -287,9 +287,11 @@ def test_a_backup_publishes_its_age_and_size_metrics(
     assert (
         run_script("backup.py", "--app", APP, "--bucket", bucket, env=_env(aws_env, heroku)).returncode == 0
     )
-    metrics = boto3.client("cloudwatch").list_metrics(Namespace="Standby")["Metrics"]
+    metrics = boto3.client("cloudwatch").list_metrics(Namespace="Standby/Backups")["Metrics"]
     names = {m["MetricName"] for m in metrics if {"Name": "App", "Value": APP} in m["Dimensions"]}
     assert {"BackupAgeSeconds", "BackupSizeBytes", "BackupCompleted"} <= names
+    # A read-only Heroku credential (scope read-protected) is enough: the backup only reads.
+    assert heroku.requests and {r.method for r in heroku.requests} == {"GET"}
 
 
 def test_a_failed_pg_dump_is_reported_with_its_error(pagila_url: str, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from standby.primary_side import HerokuSide
 from standby.runbook.journal import Journal, JournalStore
 from standby.runbook.lock import DynamoDbLock, Holder
 from standby.standby_side import AwsStandby
+from tests.aws_calls import operator_refusals, record_calls
 from tests.conftest import SAMPLE_RENTALS
 from tests.runbook_scene import LB, TOKEN, Scene
 from tests.servers import ROOT, count_tables, run_script
@@ -296,17 +297,20 @@ def test_in_failover_mode_the_cutover_drives_the_alarm_and_leaves_records_alone(
 
 
 def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the_original_state(
-    scene: Scene, tmp_path: Path
+    scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert scene.run(cutover.main).code == 0
-    with psycopg.connect(scene.standby, autocommit=True) as conn:  # the app ran on AWS for a while
-        conn.execute(
-            "INSERT INTO actor (first_name, last_name) SELECT 'Aws', 'Era' FROM generate_series(1, 25)"
-        )
+    with record_calls(monkeypatch) as calls:
+        assert scene.run(cutover.main).code == 0
+        _the_journal_is_signed_with_the_runbook_key(scene)
+        with psycopg.connect(scene.standby, autocommit=True) as conn:  # the app ran on AWS for a while
+            conn.execute(
+                "INSERT INTO actor (first_name, last_name) SELECT 'Aws', 'Era' FROM generate_series(1, 25)"
+            )
 
-    run = scene.run(failback.main, "--json", str(tmp_path / "failback.json"))
+        run = scene.run(failback.main, "--json", str(tmp_path / "failback.json"))
 
     assert run.code == 0, run.output
+    assert operator_refusals(scene.manifest, calls) == []  # the operator role may do all it took
     tables = ["public.actor", "public.rental", "public.payment"]
     assert count_tables(scene.source, tables) == count_tables(scene.standby, tables)
     assert count_tables(scene.source, ["public.actor"])["public.actor"] == 225
@@ -591,3 +595,49 @@ def test_failback_stops_a_scheduler_job_that_started_after_the_cutover(scene: Sc
 
     assert run.code == 0, run.output
     assert job.stopping.is_set() and job.name not in scene.heroku.apps[scene.app].dynos
+
+
+def _journal_claiming_the_fence_done(scene: Scene) -> dict[str, object]:
+    """What someone with the bucket's rights would plant so that a --resume skips the fence."""
+    now = time.time()
+    journal = Journal.new(scene.app, "cutover", "20261201T000000Z-f0f0f0")
+    for step in STEPS[:4]:
+        journal.start(step, now)
+        journal.end(step, now, "done", "", {"fenced": True})
+    return journal.to_json()
+
+
+def test_a_forged_journal_is_refused_and_nothing_is_done(scene: Scene) -> None:
+    key = f"runbooks/{scene.app}/cutover/current.json"
+    store = S3Store(scene.manifest.backup_bucket)
+    unsigned = _journal_claiming_the_fence_done(scene)
+    altered = KmsMac(str(scene.manifest.runbook_mac_key), scene.manifest.region).sign(unsigned)
+    altered["steps"][3]["detail"] = "altered"  # type: ignore[index]
+    forgeries = {
+        "unsigned": unsigned,
+        # The key a compromised backup task holds signs backups, not journals.
+        "signed with the backup key": KmsMac(str(scene.manifest.backup_mac_key), scene.manifest.region).sign(
+            unsigned
+        ),
+        "signed, then altered": altered,
+    }
+    for how, document in forgeries.items():
+        store.put_json(key, document)
+
+        run = scene.run(cutover.main, "--resume")
+
+        assert run.code == 3, (how, run.output)
+        assert (
+            f"the runbook journal s3://{scene.manifest.backup_bucket}/{key} cannot be trusted" in run.output
+        )
+        assert "MAC" in run.output
+        assert not _fenced(scene) and scene.mode() == "warm"
+        assert not [r for r in scene.heroku.requests if r.method != "GET"], how
+
+
+def _the_journal_is_signed_with_the_runbook_key(scene: Scene) -> None:
+    mac = KmsMac(str(scene.manifest.runbook_mac_key), scene.manifest.region)
+    remote = S3Store(scene.manifest.backup_bucket).get_json(f"runbooks/{scene.app}/cutover/current.json")
+    local = json.loads((scene.journal / f"{scene.app}-cutover.json").read_text())
+    assert mac.problem(remote) is None and mac.problem(local) is None
+    assert JournalStore(scene.journal, S3Store(scene.manifest.backup_bucket), mac).load(scene.app, "cutover")

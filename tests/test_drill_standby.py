@@ -29,6 +29,7 @@ from standby.names import mode_parameter
 from standby.runbooks.drill import NOT_IN_USE, STARTED_BY, drill_family
 from standby.sample_data import load_pagila
 from standby.standby_manifest import StandbyManifest
+from tests.aws_calls import operator_refusals, record_calls
 from tests.runbook_scene import Run, run_in_process, take_backup
 from tests.servers import run_script
 
@@ -165,15 +166,17 @@ NOTHING_LEFT = {"tasks": [], "task_definitions": [], "targets": [], "databases":
 
 
 def test_a_drill_restores_a_scratch_copy_runs_the_web_task_on_it_records_figures_and_tears_down(
-    drill_scene: DrillScene, tmp_path: Path
+    drill_scene: DrillScene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _standby_state(drill_scene)
 
-    result = _drill(
-        drill_scene, "--json", str(tmp_path / "drill.json"), "--report", str(tmp_path / "drill.md")
-    )
+    with record_calls(monkeypatch) as calls:
+        result = _drill(
+            drill_scene, "--json", str(tmp_path / "drill.json"), "--report", str(tmp_path / "drill.md")
+        )
 
     assert result.code == 0, result.output
+    assert operator_refusals(drill_scene.manifest, calls) == []  # the operator role may do all it took
     report = json.loads((tmp_path / "drill.json").read_text())
     assert report["verified"] is True and report["outcome"] == "succeeded"
     assert [s["name"] for s in report["steps"]] == [

@@ -14,6 +14,7 @@ from standby.security_rules import (
     buckets_are_locked_down,
     databases_are_private_and_kept,
     no_plaintext_secrets,
+    only_the_operator_steers_a_recovery,
     policies_grant_no_wildcard_actions,
     validate_stack,
 )
@@ -142,6 +143,49 @@ def test_the_iam_rule_catches_wildcards(statement: dict[str, Any], message: str)
     bad = Declared("aws:iam/rolePolicy:RolePolicy", "p", {"policy": json.dumps({"Statement": [statement]})})
     (problem,) = policies_grant_no_wildcard_actions([bad])
     assert message in problem
+
+
+# The backup task's policy before the duties were split: the whole bucket, the shared namespace.
+BROAD_WRITER = [
+    {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]},
+    {"Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": ["*"],
+     "Condition": {"StringEquals": {"cloudwatch:namespace": "Standby"}}},
+]  # fmt: skip
+NARROW_WRITER = [
+    {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/backups/app/*"]},
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/backups/app/*/manifest.json"]},
+]  # fmt: skip
+MODE = Declared("aws:ssm/parameter:Parameter", "mode", {"name": "/standby/app/mode"})
+
+
+def _role_policy(name: str, statements: list[dict[str, Any]]) -> Declared:
+    return Declared(
+        "aws:iam/rolePolicy:RolePolicy", name, {"name": name, "policy": json.dumps({"Statement": statements})}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "statements", "expected"),
+    [
+        ("backup-writer", BROAD_WRITER, ["write a runbook journal", "publish the failover metric",
+                                         "read a backup's dump", "write outside its backup prefix"]),
+        ("restore-reader", BROAD_WRITER, ["write a runbook journal", "publish the failover metric"]),
+        ("app", [{"Effect": "Allow", "Action": "ssm:Put*", "Resource": "arn:aws:ssm:*:*:parameter/standby/*"}],
+         ["set the live mode"]),
+        ("backup-writer", NARROW_WRITER, []),
+        ("backup-writer", [*BROAD_WRITER, {"Effect": "Deny", "Action": "*", "Resource": "*"}], []),
+    ],
+    ids=["broad-writer", "broad-reader", "app-sets-the-mode", "narrow-writer", "explicit-deny"],
+)  # fmt: skip
+def test_the_duty_rule_catches_a_task_role_that_could_steer_a_recovery(
+    name: str, statements: list[dict[str, Any]], expected: list[str]
+) -> None:
+    problems = only_the_operator_steers_a_recovery([MODE, _role_policy(name, statements)])
+    assert problems == [f"policy {name}: a task role may {what}" for what in expected]
+    # The operator's managed policy may do all of it: it is not a task role's.
+    operator = Declared("aws:iam/policy:Policy", "op", {"name": "app-standby-operator-us-east-2",
+                                                        "policy": json.dumps({"Statement": BROAD_WRITER})})  # fmt: skip
+    assert only_the_operator_steers_a_recovery([MODE, operator]) == []
 
 
 def test_the_secret_rule_catches_a_plain_value_and_accepts_a_secret_envelope() -> None:

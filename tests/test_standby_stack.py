@@ -410,3 +410,46 @@ def test_the_lifecycle_rule_expires_only_what_the_retention_tagged(pulumi_mocks:
         assert expiring and all(
             r["filter"]["and"]["tags"] == {"standby-retention": "expirable"} for r in expiring
         ), "a rule by age alone could delete the last good backup"
+
+
+def test_the_backup_tasks_reach_only_https_and_postgresql(pulumi_mocks: RecordingMocks) -> None:
+    run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs"})
+    (schedule,) = pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")
+    (group_id,) = schedule.inputs["target"]["ecsParameters"]["networkConfiguration"]["securityGroups"]
+    group = next(
+        g for g in pulumi_mocks.of_type("aws:ec2/securityGroup:SecurityGroup") if f"{g.name}-id" == group_id
+    )
+    assert sorted((e["protocol"], e["fromPort"], e["toPort"]) for e in group.inputs["egress"]) == [
+        ("tcp", 443, 443),
+        ("tcp", 5432, 5432),
+    ]
+    assert not group.inputs.get("ingress")
+    database = next(
+        g
+        for g in pulumi_mocks.of_type("aws:ec2/securityGroup:SecurityGroup")
+        if g.name.endswith("-database") and g.region_role == "standby"
+    )
+    assert group_id in database.inputs["ingress"][0]["securityGroups"]  # it dumps the standby once live
+
+
+def test_the_operator_role_trusts_the_configured_principals_or_the_account_with_mfa(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks)
+    (role,) = [r for r in pulumi_mocks.of_type("aws:iam/role:Role") if r.name == "operator"]
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"AWS": ["arn:aws:iam::123456789012:root"]}
+    assert trust["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    attached = pulumi_mocks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert sorted(a.name for a in attached if a.name.startswith("operator-")) == [
+        "operator-second",
+        "operator-standby",
+    ]
+
+    pulumi_mocks.declared.clear()
+    run_standby(pulumi_mocks, {"standby:operators": ["arn:aws:iam::123456789012:role/oncall"]})
+    (role,) = [r for r in pulumi_mocks.of_type("aws:iam/role:Role") if r.name == "operator"]
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert (
+        trust["Principal"] == {"AWS": ["arn:aws:iam::123456789012:role/oncall"]} and "Condition" not in trust
+    )

@@ -167,14 +167,14 @@ class S3Store:
         return marked
 
     def size(self, key: str) -> int | None:
+        # Listed, not HEADed: a HEAD needs s3:GetObject, which the backup writer (checking which backups
+        # are whole for retention) must not have on dumps.
         try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
+            answer = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot look at s3://{self.bucket}/{key}: {exc}") from None
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot look at s3://{self.bucket}/{key}: {exc}") from None
+        found = [item for item in answer.get("Contents", []) if item["Key"] == key]
+        return int(found[0]["Size"]) if found else None
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -2,8 +2,9 @@
 
 The bucket's policy lets the backup task write objects; it does not let it (or anyone who took its
 rights) make a manifest the cutover will trust: that takes `kms:GenerateMac` on the backup key, which
-only the backup task's role has, and the readers check it with `kms:VerifyMac` before they use the
-document. The MAC covers the sha256 of the document's canonical JSON without its `mac` field (KMS takes
+only the backup task's role and the operator's have, and the readers check it with `kms:VerifyMac`
+before they use the document. Runbook journals are signed the same way with the runbook key, which only
+the operator's role may use: a forged journal cannot make `--resume` skip a step. The MAC covers the sha256 of the document's canonical JSON without its `mac` field (KMS takes
 at most 4 KB of message).
 """
 
@@ -12,12 +13,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
 
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
+
+
+class Mac(Protocol):
+    """What signs and checks documents: KmsMac, or a test's stand-in."""
+
+    def sign(self, document: dict[str, Any]) -> dict[str, Any]: ...
+    def problem(self, document: dict[str, Any]) -> str | None: ...
+
 
 ALGORITHM: Final = "HMAC_SHA_256"
 FIELD: Final = "mac"

@@ -8,7 +8,7 @@ from typing import Final
 import boto3
 
 from standby.catalog import BackupManifest
-from standby.names import METRICS_NAMESPACE
+from standby.names import BACKUP_METRICS_NAMESPACE
 
 BACKUP_AGE: Final = "BackupAgeSeconds"  # how old the data of the newest backup was when it landed
 BACKUP_SIZE: Final = "BackupSizeBytes"
@@ -16,7 +16,7 @@ BACKUP_COMPLETED: Final = "BackupCompleted"  # 1 per backup: no datapoint in an 
 
 
 def publish_backup_metrics(
-    manifest: BackupManifest, namespace: str = METRICS_NAMESPACE, region: str | None = None
+    manifest: BackupManifest, namespace: str = BACKUP_METRICS_NAMESPACE, region: str | None = None
 ) -> None:
     dimensions = [{"Name": "App", "Value": manifest.app}]
     age = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()

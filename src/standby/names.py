@@ -11,7 +11,8 @@ from typing import Final
 
 PROJECT: Final = "standby"
 CONFIG_NAMESPACE: Final = "standby"
-METRICS_NAMESPACE: Final = "Standby"  # CloudWatch: backup signals and the DNS failover metric
+METRICS_NAMESPACE: Final = "Standby"  # CloudWatch: the DNS failover metric, which only the runbooks publish
+BACKUP_METRICS_NAMESPACE: Final = "Standby/Backups"  # the backup task's signals: a namespace of its own
 FAILOVER_METRIC: Final = "PrimaryInService"  # 1: traffic to Heroku; 0: to AWS (runbooks publish it)
 BACKUP_PREFIX: Final = "backups"  # key prefix of the backups in the bucket
 
@@ -51,6 +52,7 @@ class StandbyOutput(StrEnum):
     LOAD_BALANCER = "loadBalancerDns"
     DATABASE_ENDPOINT = "databaseEndpoint"
     MANIFEST_PARAMETERS = "manifestParameters"
+    OPERATOR_ROLE = "operatorRole"  # what the runbooks run as: `aws sts assume-role` it, then run them
 
 
 def mode_parameter(app: str) -> str:

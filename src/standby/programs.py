@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -132,7 +134,9 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
                 # The backups run where the app is live or will be: the standby region, unless a cutover
                 # made the second region live (the chain goes on there).
                 with_schedule=role == serving and config.heroku_api_key is not None,
-                mac_primary_key_arn=regions["standby"].backup_mac.arn if role == "second" else None,
+                mac_primary_key_arns=(regions["standby"].backup_mac.arn, regions["standby"].runbook_mac.arn)
+                if role == "second"
+                else None,
             ),
             opts=pulumi.ResourceOptions(provider=providers[role]),
         )
@@ -182,6 +186,8 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         ),
         opts=pulumi.ResourceOptions(provider=providers["standby"]),
     )
+    operator = operator_role(primary.app, config.operators, regions, providers["standby"])
+    pulumi.export(str(StandbyOutput.OPERATOR_ROLE), operator.arn)
     pulumi.export(str(StandbyOutput.MODE), modes["standby"].value)
     pulumi.export(str(StandbyOutput.BACKUP_BUCKET), standby.vault.bucket.id)
     pulumi.export(str(StandbyOutput.REPLICA_BUCKET), regions["second"].vault.bucket.id)
@@ -191,3 +197,30 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
     )
     pulumi.export(str(StandbyOutput.MANIFEST_PARAMETERS), [manifest_parameter(primary.app)])
     return regions
+
+
+def operator_role(
+    app: str, operators: list[str], regions: dict[str, StandbyRegion], provider: aws.Provider
+) -> aws.iam.Role:
+    """The role the runbooks run as: the one that may move production (standby.aws.duties.operator)."""
+    account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
+    trusted: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": operators or [f"arn:aws:iam::{account}:root"]},
+                               "Action": "sts:AssumeRole"}  # fmt: skip
+    if not operators:
+        trusted["Condition"] = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    role = aws.iam.Role(
+        "operator",
+        name=f"{app}-standby-operator",
+        description=f"runs the standby runbooks of {app}",
+        assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [trusted]}),
+        max_session_duration=4 * 3600,  # a cutover, a failback and their waits fit in one session
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
+    for name, region in regions.items():
+        aws.iam.RolePolicyAttachment(
+            f"operator-{name}",
+            role=role.name,
+            policy_arn=region.operator_policy.arn,
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+    return role

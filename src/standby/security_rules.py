@@ -9,11 +9,16 @@ fixtures that break each rule; `policy/` runs the same rules as a Pulumi policy 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from standby.aws.access import Request, allows, statements_of
+from standby.names import METRICS_NAMESPACE
+
 SECRET_SIG_KEY: Final = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value
+BACKUP_WRITER: Final = "backup-writer"  # the backup task's inline policy (standby.aws.duties)
 
 
 @dataclass(frozen=True)
@@ -162,10 +167,58 @@ def no_plaintext_secrets(secret_values: Iterable[str]) -> Rule:
     return rule
 
 
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _policy_statements(policy: Declared) -> list[Mapping[str, Any]] | None:
+    try:
+        return statements_of([_unwrap(policy.props.get("policy")) or "{}"])
+    except (TypeError, ValueError):
+        return None
+
+
+def only_the_operator_steers_a_recovery(resources: list[Declared]) -> list[str]:
+    """No task role may write a runbook journal, the live mode or the failover metric (the operator's
+    managed policy may), and the backup writer reads no dump and writes only under its backup prefix."""
+    apps = {
+        str(p.props.get("name", "")).split("/")[2]
+        for p in _of(resources, "aws:ssm/parameter:Parameter")
+        if re.fullmatch(r"/standby/[^/]+/mode", str(p.props.get("name", "")))
+    }
+    problems = []
+    for policy in _of(resources, "aws:iam/rolePolicy:RolePolicy"):
+        statements = _policy_statements(policy)
+        if not statements:
+            continue
+        # The requests name the buckets and parameter places the policy itself names.
+        named = [str(r) for s in statements for r in _listed(s.get("Resource", []))]
+        buckets = {r.split("/", 1)[0] for r in named if r.startswith("arn:aws:s3:::")}
+        places = {tuple(r.split(":")[3:5]) for r in named if r.startswith("arn:aws:ssm:")}
+        places = places or {("us-east-1", "0" * 12)}
+        for app in apps:
+            forbidden = {
+                "write a runbook journal": [Request("s3:PutObject", f"{b}/runbooks/{app}/cutover/current.json") for b in buckets],
+                "set the live mode": [Request("ssm:PutParameter", f"arn:aws:ssm:{r}:{a}:parameter/standby/{app}/mode") for r, a in places],
+                "publish the failover metric": [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": METRICS_NAMESPACE})],
+            }  # fmt: skip
+            if policy.props.get("name") == BACKUP_WRITER:
+                forbidden["read a backup's dump"] = [
+                    Request("s3:GetObject", f"{b}/backups/{app}/20260101T000000Z-abcdef/dump")
+                    for b in buckets
+                ]
+                forbidden["write outside its backup prefix"] = [Request("s3:PutObject", f"{b}/elsewhere/{app}.json") for b in buckets]  # fmt: skip
+            for what, requests in forbidden.items():
+                if any(allows(statements, r) for r in requests):
+                    problems.append(f"policy {policy.name}: a task role may {what}")
+    return problems
+
+
 RULES: Final[dict[str, Rule]] = {
     "buckets-locked-down": buckets_are_locked_down,
     "databases-private-and-kept": databases_are_private_and_kept,
     "no-wildcard-actions": policies_grant_no_wildcard_actions,
+    "only-the-operator-steers": only_the_operator_steers_a_recovery,
 }
 
 

@@ -66,6 +66,8 @@ class StandbyManifest:
     primary_database_secret: str | None = None
     # The KMS HMAC key backup manifests are signed with (standby.integrity): readers refuse unsigned ones.
     backup_mac_key: str | None = None
+    # The KMS HMAC key runbook journals are signed with; only the operator's role may use it.
+    runbook_mac_key: str | None = None
     ai: dict[str, Any] | None = (
         None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
     )

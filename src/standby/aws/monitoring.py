@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from standby.metrics import BACKUP_COMPLETED
-from standby.names import METRICS_NAMESPACE
+from standby.names import BACKUP_METRICS_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Monitoring(pulumi.ComponentResource):
         self.backup_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-backup-stale",
             name=f"{args.app}-newest-backup-older-than-rpo",
-            namespace=METRICS_NAMESPACE,
+            namespace=BACKUP_METRICS_NAMESPACE,
             metric_name=BACKUP_COMPLETED,
             dimensions={"App": args.app},
             statistic="Sum",

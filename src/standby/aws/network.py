@@ -115,6 +115,18 @@ class StandbyNetwork(pulumi.ComponentResource):
             egress=everywhere,  # images, AWS APIs, Heroku (backups), the app's own dependencies
             opts=child,
         )
+        # The backup and restore-ahead tasks: HTTPS (AWS APIs, the image registry, Heroku's API) and
+        # PostgreSQL (Heroku's database, the standby's) only; a task that is taken over reaches nothing else.
+        self.backup_group = aws.ec2.SecurityGroup(
+            f"{name}-backup-tasks",
+            vpc_id=self.vpc.id,
+            description="the backup and restore-ahead tasks: HTTPS and PostgreSQL out, nothing in",
+            egress=[
+                {"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": ["0.0.0.0/0"]}
+                for port in (443, POSTGRES_PORT)
+            ],
+            opts=child,
+        )
         self.database_group = aws.ec2.SecurityGroup(
             f"{name}-database",
             vpc_id=self.vpc.id,
@@ -124,7 +136,7 @@ class StandbyNetwork(pulumi.ComponentResource):
                     "protocol": "tcp",
                     "from_port": POSTGRES_PORT,
                     "to_port": POSTGRES_PORT,
-                    "security_groups": [self.service_group.id],
+                    "security_groups": [self.service_group.id, self.backup_group.id],
                 }
             ],
             opts=child,

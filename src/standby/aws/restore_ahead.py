@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from standby.aws import duties
+from standby.aws.duties import BackupPlace
 from standby.aws.policies import allow, assume_role, document
 
 
@@ -22,6 +24,7 @@ from standby.aws.policies import allow, assume_role, document
 class RestoreAheadArgs:
     app: str
     region: str
+    account: pulumi.Input[str]
     image: str  # the backup image: it carries scripts/restore.py and pg_restore
     cluster_arn: pulumi.Input[str]
     backup_task_family: str
@@ -46,33 +49,21 @@ class RestoreAhead(pulumi.ComponentResource):
         )
         aws.iam.RolePolicy(
             f"{name}-policy",
+            name="restore-reader",  # the duty: the security rules look it up by this name
             role=self.role.id,
             policy=document(
-                [
-                    allow(["s3:ListBucket"], [args.backup_bucket_arn]),
-                    allow(["s3:GetObject"], [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")]),
-                    allow(["kms:Decrypt"], [args.backup_key_arn]),
-                    allow(["kms:VerifyMac"], [args.backup_mac_key_arn]),  # verifies, never signs
-                    allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn]),
-                    allow(
-                        [
-                            "dynamodb:PutItem",
-                            "dynamodb:GetItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:DeleteItem",
-                        ],
-                        [args.lock_table_arn],
+                duties.restore_reader(
+                    BackupPlace(
+                        app=args.app,
+                        region=args.region,
+                        account=args.account,
+                        bucket_arn=args.backup_bucket_arn,
+                        bucket_key_arn=args.backup_key_arn,
+                        mac_key_arn=args.backup_mac_key_arn,
                     ),
-                    allow(
-                        ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
-                    ),
-                    # The database's free storage, checked before each restore (no resource-level permission).
-                    allow(
-                        ["cloudwatch:GetMetricStatistics"],
-                        ["*"],
-                        StringEquals={"aws:RequestedRegion": args.region},
-                    ),
-                ]
+                    database_secret=args.database_url_secret_arn,
+                    lock_table_arn=args.lock_table_arn,
+                )
             ),
             opts=child,
         )

@@ -9,10 +9,12 @@ from typing import Any, Final
 import pulumi
 import pulumi_aws as aws
 
+from standby.aws import duties
+from standby.aws.duties import BackupPlace
 from standby.aws.network import StandbyNetwork
 from standby.aws.policies import allow, assume_role, document
 from standby.config.models import Mode
-from standby.names import METRICS_NAMESPACE
+from standby.security_rules import BACKUP_WRITER
 from standby.sizing import FargateSize
 
 WEB: Final = "web"
@@ -39,6 +41,7 @@ class ProcessSpec:
 class ServicesArgs:
     app: str
     region: str
+    account: pulumi.Input[str]  # the AWS account id, for ARNs the policies name
     mode: Mode
     image: str
     backup_image: str
@@ -156,43 +159,21 @@ class StandbyServices(pulumi.ComponentResource):
         )
         aws.iam.RolePolicy(
             f"{name}-backup-policy",
+            name=BACKUP_WRITER,  # the duty: the security rules look it up by this name
             role=self.backup_role.id,
             policy=document(
-                [
-                    allow(["s3:ListBucket"], [args.backup_bucket_arn]),
-                    allow(
-                        ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
-                        [pulumi.Output.concat(args.backup_bucket_arn, "/*")],
+                duties.backup_writer(
+                    BackupPlace(
+                        app=args.app,
+                        region=args.region,
+                        account=args.account,
+                        bucket_arn=args.backup_bucket_arn,
+                        bucket_key_arn=args.backup_key_arn,
+                        mac_key_arn=args.backup_mac_key_arn,
                     ),
-                    # Retention in code: it tags the backups the newest complete ones make redundant.
-                    allow(
-                        ["s3:GetObjectTagging", "s3:PutObjectTagging"],
-                        [pulumi.Output.concat(args.backup_bucket_arn, "/backups/*")],
-                    ),
-                    allow(["kms:GenerateDataKey", "kms:Decrypt"], [args.backup_key_arn]),
-                    # It signs the manifests it writes, and verifies the ones retention counts on.
-                    allow(["kms:GenerateMac", "kms:VerifyMac"], [args.backup_mac_key_arn]),
-                    allow(
-                        ["ssm:GetParameter"], [f"arn:aws:ssm:{args.region}:*:parameter/standby/{args.app}/*"]
-                    ),
-                    allow(
-                        ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
-                        [self.primary_database_secret.arn],
-                    ),
-                    # Where the app is live: the live mode of either region (standby.live_side).
-                    allow(["ssm:GetParameter"], [f"arn:aws:ssm:*:*:parameter/standby/{args.app}/mode"]),
-                    # Once a cutover made the standby live, the backup dumps its database instead.
-                    *(
-                        [allow(["secretsmanager:GetSecretValue"], [args.database_url_secret_arn])]
-                        if args.database_url_secret_arn is not None
-                        else []
-                    ),
-                    allow(
-                        ["cloudwatch:PutMetricData"],
-                        ["*"],
-                        StringEquals={"cloudwatch:namespace": METRICS_NAMESPACE},
-                    ),
-                ]
+                    primary_database_secret=self.primary_database_secret.arn,
+                    standby_database_secret=args.database_url_secret_arn,
+                )
             ),
             opts=child,
         )

@@ -14,10 +14,12 @@ import pulumi
 import pulumi_aws as aws
 
 from standby import sizing
+from standby.aws import duties
 from standby.aws.backup_schedule import BackupSchedule, ScheduleArgs
 from standby.aws.backup_vault import BackupVault, VaultArgs
 from standby.aws.database import DatabaseArgs, StandbyDatabase
 from standby.aws.dns import Domain
+from standby.aws.duties import OperatorRegion
 from standby.aws.network import NetworkArgs, StandbyNetwork
 from standby.aws.restore_ahead import RestoreAhead, RestoreAheadArgs
 from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
@@ -40,7 +42,8 @@ class RegionArgs:
     domains: list[Domain]
     with_database: bool
     with_schedule: bool
-    mac_primary_key_arn: pulumi.Input[str] | None = None  # the standby region's key, for the second's replica
+    # The standby region's backup and runbook MAC keys, which the second region replicates.
+    mac_primary_key_arns: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
 
 def process_specs(config: StandbyConfig, primary: PrimarySnapshot) -> dict[str, ProcessSpec]:
@@ -65,32 +68,20 @@ class StandbyRegion(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config, app = args.config, args.primary.app
         zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self))
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
         self.vault = BackupVault(
             f"{name}-vault", VaultArgs(app, args.region, config.backup_retention_days), opts=child
         )
-        # Signs backup manifests (standby.integrity): writing the bucket is not enough to forge one. One
-        # multi-Region key: the second region verifies the replicated manifests with its replica, also when
-        # the standby region is down.
-        kept = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
-        self.backup_mac: aws.kms.Key | aws.kms.ReplicaKey
-        if args.mac_primary_key_arn is None:
-            self.backup_mac = aws.kms.Key(
-                f"{name}-backup-mac",
-                description=f"{app} standby: MACs of backup manifests",
-                key_usage="GENERATE_VERIFY_MAC",
-                customer_master_key_spec="HMAC_256",
-                multi_region=True,
-                deletion_window_in_days=30,
-                opts=kept,
-            )
-        else:
-            self.backup_mac = aws.kms.ReplicaKey(
-                f"{name}-backup-mac",
-                description=f"{app} standby: MACs of backup manifests (replica)",
-                primary_key_arn=args.mac_primary_key_arn,
-                deletion_window_in_days=30,
-                opts=kept,
-            )
+        # Sign backup manifests and runbook journals (standby.integrity): writing the bucket is not enough
+        # to forge either. Multi-Region keys: the second region verifies with its replicas, also when the
+        # standby region is down.
+        primaries = args.mac_primary_key_arns or (None, None)
+        self.backup_mac = _mac_key(
+            f"{name}-backup-mac", f"{app} standby: MACs of backup manifests", primaries[0], self
+        )
+        self.runbook_mac = _mac_key(
+            f"{name}-runbook-mac", f"{app} standby: MACs of runbook journals", primaries[1], self
+        )
         self.network = StandbyNetwork(
             f"{name}-network", NetworkArgs(list(zones.names), config.container_port), opts=child
         )
@@ -115,6 +106,7 @@ class StandbyRegion(pulumi.ComponentResource):
             ServicesArgs(
                 app=app,
                 region=args.region,
+                account=account,
                 mode=args.mode,
                 image=config.image,
                 backup_image=config.backup_image,
@@ -144,7 +136,7 @@ class StandbyRegion(pulumi.ComponentResource):
                     task_definition_arn=self.services.backup_task.arn,
                     task_role_arns=[self.services.execution_role.arn, self.services.backup_role.arn],
                     subnet_ids=[s.id for s in self.network.private_subnets],
-                    security_group_id=self.network.service_group.id,
+                    security_group_id=self.network.backup_group.id,
                 ),
                 opts=child,
             )
@@ -159,9 +151,32 @@ class StandbyRegion(pulumi.ComponentResource):
                 endpoint=email,
                 opts=child,
             )
+        self.manifest = self._manifest(args)
         self.support = RunbookSupport(
             f"{name}-runbooks",
-            RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self._manifest(args)),
+            RunbookSupportArgs(app=app, initial_mode=args.mode.value, manifest=self.manifest),
+            opts=child,
+        )
+        # What the operator's runbooks may do in this region, read off the manifest they run from.
+        self.operator_policy = aws.iam.Policy(
+            f"{name}-operator",
+            name=f"{app}-standby-operator-{args.region}",
+            description=f"the runbooks of {app} in {args.region}: scripts/cutover.py, failback, drill, restore",
+            policy=pulumi.Output.all(
+                self.manifest,
+                self.vault.key.arn,
+                self.services.execution_role.arn,
+                self.services.app_role.arn,
+            ).apply(
+                lambda v: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": duties.operator(
+                            [OperatorRegion(StandbyManifest.from_json(v[0]), v[1], [v[2], v[3]])], account
+                        ),
+                    }
+                )
+            ),
             opts=child,
         )
         self.restore_ahead: RestoreAhead | None = None
@@ -172,6 +187,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 RestoreAheadArgs(
                     app=app,
                     region=args.region,
+                    account=account,
                     image=config.backup_image,
                     cluster_arn=self.services.cluster.arn,
                     backup_task_family=f"{app}-backup",
@@ -183,7 +199,7 @@ class StandbyRegion(pulumi.ComponentResource):
                     lock_table_arn=self.support.lock_table.arn,
                     backup_mac_key_arn=self.backup_mac.arn,
                     subnet_ids=[s.id for s in self.network.private_subnets],
-                    security_group_id=self.network.service_group.id,
+                    security_group_id=self.network.backup_group.id,
                 ),
                 opts=child,
             )
@@ -210,6 +226,7 @@ class StandbyRegion(pulumi.ComponentResource):
             settings_secret=services.settings_secret.arn,
             primary_database_secret=services.primary_database_secret.arn,
             backup_mac_key=self.backup_mac.arn,
+            runbook_mac_key=self.runbook_mac.arn,
             drill_secret=services.drill_secret.arn if services.drill_secret else None,
             topic=self.topic.arn,
             zone=args.hosted_zone_id,
@@ -236,6 +253,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 settings_secret=v["settings_secret"],
                 primary_database_secret=v["primary_database_secret"],
                 backup_mac_key=v["backup_mac_key"],
+                runbook_mac_key=v["runbook_mac_key"],
                 ai=args.primary.ai.model_dump(mode="json", by_alias=True) if args.primary.ai else None,
                 drill_database_secret=v["drill_secret"],
                 hosted_zone_id=v["zone"],
@@ -249,6 +267,30 @@ class StandbyRegion(pulumi.ComponentResource):
                 rto_seconds=config.rto_minutes * 60,
             ).to_json()
         )
+
+
+def _mac_key(
+    name: str, description: str, primary_arn: pulumi.Input[str] | None, parent: pulumi.Resource
+) -> aws.kms.Key | aws.kms.ReplicaKey:
+    """A multi-Region KMS HMAC key, or (given the primary's ARN) its replica in this region."""
+    kept = pulumi.ResourceOptions(parent=parent, protect=True, retain_on_delete=True)
+    if primary_arn is None:
+        return aws.kms.Key(
+            name,
+            description=description,
+            key_usage="GENERATE_VERIFY_MAC",
+            customer_master_key_spec="HMAC_256",
+            multi_region=True,
+            deletion_window_in_days=30,
+            opts=kept,
+        )
+    return aws.kms.ReplicaKey(
+        name,
+        description=f"{description} (replica)",
+        primary_key_arn=primary_arn,
+        deletion_window_in_days=30,
+        opts=kept,
+    )
 
 
 def _mirrored(name: str) -> bool:

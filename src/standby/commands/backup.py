@@ -14,7 +14,6 @@ from standby.commands.common import StoreContext, add_store_arguments, open_stor
 from standby.errors import ConfigError, StandbyError
 from standby.heroku_api import HerokuClient
 from standby.metrics import publish_backup_metrics
-from standby.names import METRICS_NAMESPACE
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.retention import KEEP_NEWEST, apply_retention
@@ -73,8 +72,7 @@ def _main(args: argparse.Namespace) -> int:
     say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
     result = run_backup(request, progress=lambda line: say(f"  {line}"))
     if not args.no_metrics and not args.folder:
-        namespace = context.manifest.metrics_namespace if context.manifest else METRICS_NAMESPACE
-        publish_backup_metrics(result, namespace, args.region)
+        publish_backup_metrics(result, region=args.region)
     if side == "heroku" and context.manifest is not None:
         try:  # kept for the worst day: with Heroku's API dark the cutover still fences this database
             AwsStandby(context.manifest).remember_primary_database_url(source_url)

@@ -92,7 +92,7 @@ def run_runbook(
         name,
         manifest.app,
         steps(env),
-        JournalStore(args.journal_dir, store),
+        JournalStore(args.journal_dir, store, env.runbook_mac),
         DynamoDbLock(manifest.lock_table, manifest.app, manifest.region),
         notify,
         cleanup(env) if cleanup else [],

@@ -324,6 +324,10 @@ class StandbyConfig(ConfigModel):
     second_region_database: bool = False
     sanity_sql: list[str] = []
     heroku_api_key: SecretStr | None = None  # lets the backup task read the app's DATABASE_URL
+    # Who may assume the operator role (IAM principal ARNs); none: the account's principals, with MFA.
+    operators: list[
+        Annotated[str, _pattern(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+", "an IAM principal ARN")]
+    ] = []
 
     @model_validator(mode="after")
     def _interval_meets_rpo(self) -> StandbyConfig:

@@ -163,7 +163,7 @@ def rehearse(
         )
         first = build_standby_world(spec)
         second = build_standby_world(
-            replace(spec, region=REGIONS["second"], hosted_zone_id=first.hosted_zone_id, mac_primary_key=first.backup_mac_key,
+            replace(spec, region=REGIONS["second"], hosted_zone_id=first.hosted_zone_id, mac_primary_keys=(str(first.backup_mac_key), str(first.runbook_mac_key)),
                     load_balancer_dns=f"{APP}-{REGIONS['second']}.elb.amazonaws.com")
         )  # fmt: skip
         worlds = {"standby": first, "second": second}

@@ -42,7 +42,7 @@ class WorldSpec:
     hosted_zone_id: str | None = None  # Route 53 is global: a second region's world reuses the first's zone
     app_settings: dict[str, str] | None = None  # the app's config vars on AWS (one JSON secret)
     ai: dict[str, Any] | None = None  # the AI providers (AiConfig, camelCase)
-    mac_primary_key: str | None = None  # the second region's world replicates the first's MAC key
+    mac_primary_keys: tuple[str, str] | None = None  # the second region's world: the first's MAC keys
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
@@ -113,15 +113,17 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
     )["ARN"]
     drill_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/drill-database-url")["ARN"]
     primary_secret = client("secretsmanager").create_secret(Name=f"standby/{app}/heroku-database-url")["ARN"]
-    if spec.mac_primary_key:
-        # The second region verifies with a replica of the first region's multi-Region key on AWS; moto's
-        # server cannot replicate keys (ReplicateKey answers 500), so this world names the first's key.
-        mac_key = spec.mac_primary_key
+    if spec.mac_primary_keys:
+        # The second region verifies with replicas of the first region's multi-Region keys on AWS; moto's
+        # server cannot replicate keys (ReplicateKey answers 500), so this world names the first's keys.
+        mac_key, runbook_key = spec.mac_primary_keys
     else:
-        created = client("kms").create_key(
-            KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_256", MultiRegion=True
+        mac_key, runbook_key = (
+            client("kms").create_key(KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_256", MultiRegion=True)[
+                "KeyMetadata"
+            ]["Arn"]
+            for _ in range(2)
         )
-        mac_key = created["KeyMetadata"]["Arn"]
     web_group = client("elbv2").create_target_group(
         Name=f"{app}-web"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
         HealthCheckPath="/health",
@@ -169,6 +171,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         settings_secret=settings_secret,
         primary_database_secret=primary_secret,
         backup_mac_key=mac_key,
+        runbook_mac_key=runbook_key,
         ai=spec.ai,
         hosted_zone_id=zone_id,
         dns_mode=spec.dns_mode,

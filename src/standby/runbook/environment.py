@@ -45,6 +45,12 @@ class RunbookEnv:
         key = self.manifest.backup_mac_key
         return KmsMac(key, self.manifest.region) if key else None
 
+    @cached_property
+    def runbook_mac(self) -> KmsMac | None:
+        """Signs the journals the runbooks write and verifies the ones they resume from."""
+        key = self.manifest.runbook_mac_key
+        return KmsMac(key, self.manifest.region) if key else None
+
     def catalog(self) -> list[CatalogEntry]:
         """The app's backups, each manifest verified (a forged or unsigned one counts as failed)."""
         return read_catalog(self.store, self.manifest.backup_prefix, self.app, verifier=self.backup_mac)

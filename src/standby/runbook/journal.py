@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from standby.backup_store import BackupStore
-from standby.errors import ConfigError
+from standby.errors import ConfigError, SafetyRefusal
+from standby.integrity import FIELD as MAC_FIELD
+from standby.integrity import Mac
 
 
 @dataclass
@@ -71,15 +73,19 @@ class Journal:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Journal:
         steps = [StepRecord(**s) for s in doc.get("steps", [])]
-        return cls(**{**doc, "steps": steps})
+        return cls(**{**{k: v for k, v in doc.items() if k != MAC_FIELD}, "steps": steps})
 
 
 @dataclass(frozen=True)
 class JournalStore:
-    """Where journals live: `<folder>/<app>-<runbook>.json` and, if given, the store's `runbooks/...`."""
+    """Where journals live: `<folder>/<app>-<runbook>.json` and, if given, the store's `runbooks/...`.
+
+    With a `mac` (the runbook key of the standby manifest), both copies are signed when saved and checked
+    when loaded: a journal written with the bucket's rights alone is refused, never resumed from."""
 
     folder: Path
     store: BackupStore | None = None
+    mac: Mac | None = None
 
     def _local(self, app: str, runbook: str) -> Path:
         return self.folder / f"{app}-{runbook}.json"
@@ -91,27 +97,28 @@ class JournalStore:
     def save(self, journal: Journal) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         local = self._local(journal.app, journal.runbook)
+        document = self.mac.sign(journal.to_json()) if self.mac else journal.to_json()
         temporary = local.with_suffix(".tmp")
-        temporary.write_text(json.dumps(journal.to_json(), indent=2))
+        temporary.write_text(json.dumps(document, indent=2))
         temporary.replace(local)  # atomic: a crash never leaves half a journal
         if self.store is not None:
-            self.store.put_json(self._key(journal.app, journal.runbook), journal.to_json())
+            self.store.put_json(self._key(journal.app, journal.runbook), document)
 
     def load(self, app: str, runbook: str) -> Journal | None:
         """The newest journal of this runbook: local copy, or the store's if newer or the only one."""
         candidates = []
         local = self._local(app, runbook)
         if local.is_file():
-            candidates.append(_journal(lambda: json.loads(local.read_bytes()), str(local)))
+            candidates.append(_journal(lambda: json.loads(local.read_bytes()), str(local), self.mac))
         if self.store is not None:
             store, key = self.store, self._key(app, runbook)
-            remote = _journal(lambda: store.get_json(key), f"{store.describe()}/{key}")
+            remote = _journal(lambda: store.get_json(key), f"{store.describe()}/{key}", self.mac)
             if remote is not None:
                 candidates.append(remote)
         return max(candidates, key=lambda j: (j.started_at, len(j.steps)), default=None)
 
 
-def _journal(read: Callable[[], Any], where: str) -> Any:
+def _journal(read: Callable[[], Any], where: str, mac: Mac | None) -> Any:
     """The journal `read` returns (None when there is none), or a ConfigError saying which copy is damaged."""
     try:
         doc = read()
@@ -119,6 +126,14 @@ def _journal(read: Callable[[], Any], where: str) -> Any:
             return None
         if not isinstance(doc, dict):
             raise TypeError("not a JSON object")
+        forged = mac.problem(doc) if mac is not None else None
+        if forged:
+            raise SafetyRefusal(
+                f"the runbook journal {where} cannot be trusted: {forged}. Nothing was done. A journal "
+                "written with the bucket's rights alone could make --resume skip the fence: find out who wrote "
+                "it (S3 server access logs, CloudTrail), move it aside, check what the last real run did, then "
+                "run again with --restart."
+            )
         return Journal.from_json(doc)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(

@@ -1,0 +1,192 @@
+"""What each role may do, as IAM statements: the backup writer, the restore reader, the operator.
+
+One function per duty, used by the stack (with Outputs for the ARNs) and by the tests (with the local
+world's ARNs, evaluating what the code really calls; `standby.aws.access`):
+
+- the **backup writer** (the scheduled backup task) adds backups under its app's prefix and signs their
+  manifests. It cannot read a dump, write a journal or anything outside `backups/<app>/`, or publish in
+  the failover metric's namespace: taking its rights steers no recovery;
+- the **restore reader** (restore-ahead) reads backups and restores into the standby's database under
+  the app's lock; it writes no object, signs nothing;
+- the **operator** runs the runbooks (cutover, failback, drill, restore, AI switch) from the standby
+  manifest of each region: the only role that writes journals, the live mode or the failover metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pulumi
+
+from standby.aws.policies import allow
+from standby.names import (
+    BACKUP_METRICS_NAMESPACE,
+    BACKUP_PREFIX,
+    ai_provider_parameter,
+    heroku_fence_parameter,
+    mode_parameter,
+)
+from standby.standby_manifest import StandbyManifest
+
+Statement = dict[str, Any]
+JOURNAL_PREFIX: Final = "runbooks"  # runbook journals: standby.runbook.journal
+DRILL_PREFIX: Final = "drills"  # drill history: standby.drill_history
+ECS_TASKS: Final = "ecs-tasks.amazonaws.com"
+
+
+def _s3(bucket_arn: pulumi.Input[str], *path: str) -> pulumi.Input[str]:
+    # Plain strings stay plain, so the tests evaluate these statements without an engine.
+    key = "/".join(path)
+    return (
+        f"{bucket_arn}/{key}" if isinstance(bucket_arn, str) else pulumi.Output.concat(bucket_arn, "/", key)
+    )
+
+
+def _through_s3(region: str) -> dict[str, Any]:
+    # The bucket key encrypts and decrypts objects for S3 only, never for a direct kms:Decrypt call.
+    return {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+
+
+def _parameter(region: str, account: pulumi.Input[str], name: str) -> pulumi.Input[str]:
+    if isinstance(account, str):
+        return f"arn:aws:ssm:{region}:{account}:parameter{name}"
+    return pulumi.Output.concat("arn:aws:ssm:", region, ":", account, ":parameter", name)
+
+
+@dataclass(frozen=True)
+class BackupPlace:
+    """What a backup writer or restore reader of one app in one region works with."""
+
+    app: str
+    region: str
+    account: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    bucket_key_arn: pulumi.Input[str]  # the bucket's SSE-KMS key
+    mac_key_arn: pulumi.Input[str]  # signs backup manifests (standby.integrity)
+
+
+def backup_writer(
+    place: BackupPlace,
+    primary_database_secret: pulumi.Input[str],
+    standby_database_secret: pulumi.Input[str] | None,
+) -> list[Statement]:
+    app, bucket = place.app, place.bucket_arn
+    own = f"{BACKUP_PREFIX}/{app}"
+    return [
+        allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{own}/*"]}),
+        allow(["s3:PutObject", "s3:AbortMultipartUpload"], [_s3(bucket, own, "*")]),
+        # Retention reads what each backup became (its manifest or failure record), never a dump.
+        allow(["s3:GetObject"], [_s3(bucket, own, "*", "manifest.json"), _s3(bucket, own, "*", "failure.json")]),
+        allow(["s3:GetObjectTagging", "s3:PutObjectTagging"], [_s3(bucket, own, "*")]),
+        # Decrypt too: S3 needs it to assemble a multipart upload; reads stay limited by s3:GetObject.
+        allow(["kms:GenerateDataKey", "kms:Decrypt"], [place.bucket_key_arn], **_through_s3(place.region)),
+        allow(["kms:GenerateMac", "kms:VerifyMac"], [place.mac_key_arn]),
+        allow(
+            ["ssm:GetParameter"],
+            [
+                _parameter(place.region, place.account, f"/standby/{app}/manifest"),
+                # Where the app is live: the live mode of either region (standby.live_side).
+                _parameter("*", place.account, mode_parameter(app)),
+            ],
+        ),
+        allow(["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], [primary_database_secret]),
+        # Once a cutover made the standby live, the backup dumps its database instead.
+        *(
+            [allow(["secretsmanager:GetSecretValue"], [standby_database_secret])]
+            if standby_database_secret is not None
+            else []
+        ),
+        # Its own namespace: the failover metric (names.METRICS_NAMESPACE) is out of its reach.
+        allow(["cloudwatch:PutMetricData"], ["*"], StringEquals={"cloudwatch:namespace": BACKUP_METRICS_NAMESPACE}),
+    ]  # fmt: skip
+
+
+def restore_reader(
+    place: BackupPlace, database_secret: pulumi.Input[str], lock_table_arn: pulumi.Input[str]
+) -> list[Statement]:
+    app, bucket = place.app, place.bucket_arn
+    own = f"{BACKUP_PREFIX}/{app}"
+    return [
+        allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{own}/*"]}),
+        allow(["s3:GetObject"], [_s3(bucket, own, "*")]),
+        allow(["kms:Decrypt"], [place.bucket_key_arn], **_through_s3(place.region)),
+        allow(["kms:VerifyMac"], [place.mac_key_arn]),  # verifies, never signs
+        allow(["secretsmanager:GetSecretValue"], [database_secret]),
+        allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], [lock_table_arn]),
+        allow(["ssm:GetParameter"], [_parameter(place.region, place.account, f"/standby/{app}/*")]),
+        # The database's free storage, checked before each restore (no resource-level permission).
+        allow(["cloudwatch:GetMetricStatistics"], ["*"], StringEquals={"aws:RequestedRegion": place.region}),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OperatorRegion:
+    """One region as the operator's runbooks see it: its standby manifest and what the manifest omits."""
+
+    manifest: StandbyManifest
+    bucket_key_arn: str
+    task_role_arns: Sequence[str]  # the roles a drill's task definition passes to ECS
+
+
+def operator(regions: Sequence[OperatorRegion], account: str) -> list[Statement]:
+    """Everything the runbooks call, scoped to the resources the manifests name."""
+    statements: list[Statement] = []
+    for region in regions:
+        statements.extend(_operator_in(region, account))
+    return statements
+
+
+def _operator_in(place: OperatorRegion, account: str) -> list[Statement]:
+    m = place.manifest
+    app, region = m.app, m.region
+    bucket = f"arn:aws:s3:::{m.backup_bucket}"
+    prefixes = [f"{m.backup_prefix}/{app}", f"{JOURNAL_PREFIX}/{app}", f"{DRILL_PREFIX}/{app}"]
+    arn = f"arn:aws:{{}}:{region}:{account}:{{}}"
+    cluster = arn.format("ecs", f"cluster/{m.cluster}")
+    in_region = {"StringEquals": {"aws:RequestedRegion": region}}
+    on_cluster = {"ArnEquals": {"ecs:cluster": cluster}}
+    secrets = [m.database_secret, m.primary_database_secret, m.settings_secret, m.drill_database_secret]
+    written = [m.settings_secret, m.drill_database_secret]  # the AI switch, the drill's scratch URL
+    parameters = [mode_parameter(app), heroku_fence_parameter(app), ai_provider_parameter(app)]
+    macs = [k for k in (m.backup_mac_key, m.runbook_mac_key) if k]
+    statements = [
+        allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{p}/*" for p in prefixes]}),
+        allow(["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{bucket}/{p}/*" for p in prefixes]),
+        allow(["s3:GetObjectTagging", "s3:PutObjectTagging"], [f"{bucket}/{prefixes[0]}/*"]),
+        allow(["kms:GenerateDataKey", "kms:Decrypt"], [place.bucket_key_arn], **_through_s3(region)),
+        # Its journals; and its final backups and the failback's dump are backups, signed as the task does.
+        *([allow(["kms:GenerateMac", "kms:VerifyMac"], macs)] if macs else []),
+        allow(["ssm:GetParameter"], [arn.format("ssm", f"parameter/standby/{app}/*")]),
+        allow(["ssm:PutParameter", "ssm:DeleteParameter"], [arn.format("ssm", f"parameter{p}") for p in parameters]),
+        allow(["secretsmanager:GetSecretValue"], [s for s in secrets if s]),
+        allow(["secretsmanager:PutSecretValue"], [s for s in written if s]),
+        allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+              [arn.format("dynamodb", f"table/{m.lock_table}")]),
+        *([allow(["sns:Publish"], [m.topic_arn])] if m.topic_arn else []),
+        allow(["ecs:DescribeServices", "ecs:UpdateService"],
+              [arn.format("ecs", f"service/{m.cluster}/{s}") for s in m.services.values()]),
+        allow(["ecs:ListTasks"], ["*"], **on_cluster),
+        allow(["ecs:DescribeTasks", "ecs:StopTask"], [arn.format("ecs", f"task/{m.cluster}/*")], **on_cluster),
+        allow(["ecs:RunTask"], [arn.format("ecs", f"task-definition/{app}-*")], **on_cluster),
+        # Task definitions have no resource-level permissions.
+        allow(["ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
+               "ecs:ListTaskDefinitions", "elasticloadbalancing:DescribeTargetHealth",
+               "cloudwatch:GetMetricStatistics", "cloudwatch:DescribeAlarms", "rds:DescribeDBInstances"],
+              ["*"], **in_region),
+        *([allow(["iam:PassRole"], list(place.task_role_arns), StringEquals={"iam:PassedToService": ECS_TASKS})]
+          if place.task_role_arns else []),
+        *([allow(["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                 [m.drill_target_group_arn])] if m.drill_target_group_arn else []),
+        allow(["cloudwatch:PutMetricData"], ["*"], StringEquals={"cloudwatch:namespace": m.metrics_namespace}),
+        *([allow(["cloudwatch:SetAlarmState"], [arn.format("cloudwatch", f"alarm:{m.failover_alarm}")])]
+          if m.failover_alarm else []),
+    ]  # fmt: skip
+    if m.hosted_zone_id:
+        zone = f"arn:aws:route53:::hostedzone/{m.hosted_zone_id}"
+        statements.append(
+            allow(["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"], [zone])
+        )
+        statements.append(allow(["route53:GetChange"], ["arn:aws:route53:::change/*"]))
+    return statements
