@@ -21,8 +21,10 @@ from standby.backup_store import S3Store
 from standby.commands import cutover, failback
 from standby.config.models import DnsMode, Mode
 from standby.integrity import KmsMac
+from standby.loader_role import leftover_roles
 from standby.local.name_server import LocalNameServer
 from standby.names import heroku_fence_parameter
+from standby.pg_url import parse_database_url
 from standby.primary_side import HerokuSide
 from standby.runbook.journal import Journal, JournalStore
 from standby.runbook.lock import DynamoDbLock, Holder
@@ -235,6 +237,7 @@ def test_a_cutover_killed_at_any_point_resumes_to_the_same_end_state(
     assert len([k for k in keys if k.endswith("manifest.json")]) <= 2
     scale_calls = [r for r in scene.heroku.requests if r.method == "PATCH" and r.path.endswith("/formation")]
     assert len(scale_calls) == 1
+    assert leftover_roles(parse_database_url(scene.standby)) == []  # a dead restore's loader role is gone
     record_property("crash_point", point)  # summed up at the end of the session (conftest)
 
 

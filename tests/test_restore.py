@@ -496,3 +496,72 @@ def test_a_sanity_check_can_look_but_never_change_the_data(
     assert said in capsys.readouterr().err
     assert count_tables(target, ["public.actor"]) == {"public.actor": 200}  # still the first restore's
     assert _databases(pg_server) == before  # the refused copy is gone, nothing switched
+
+
+# --- a malicious archive: its SQL runs while it loads, before the dump's hash is checked at the end -----
+
+# A CHECK constraint calls this for every row COPY loads; it does harm only in a database being restored
+# (in the source database it does nothing, so the backup of it is an ordinary one).
+ATTACKS = {
+    "create-a-role": "EXECUTE 'CREATE ROLE standby_test_pwned SUPERUSER'",
+    "touch-another-database": "EXECUTE format('COMMENT ON DATABASE %I IS %L', {target}, 'pwned')",
+}
+
+
+def _malicious_backup(pg_server: LocalPostgres, store: LocalStore, attack: str, target: str) -> None:
+    source = pg_server.create_database("evil")
+    body = ATTACKS[attack].format(target=f"'{conninfo_to_dict(target)['dbname']}'")
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION harmless(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF current_database() LIKE '%\\_\\_restoring\\_%' THEN {body}; END IF; RETURN true; END $$"
+        )
+        conn.execute("CREATE TABLE bait (id int CHECK (harmless(id)))")
+        conn.execute("INSERT INTO bait VALUES (1), (2)")
+    _backup(source, store)
+
+
+def _harm(pg_server: LocalPostgres, target: str) -> dict[str, object]:
+    with psycopg.connect(pg_server.admin_url) as conn:
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [conninfo_to_dict(target)["dbname"]],
+        ).fetchone()
+        roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'standby\\_%'")]
+    return {"comment": comment[0] if comment else None, "roles": roles}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_malicious_archive_is_refused_and_harms_nothing(
+    pg_server: LocalPostgres, store: LocalStore, in_use: str, attack: str
+) -> None:
+    fingerprint, before = _fingerprint(in_use), _harm(pg_server, in_use)
+    assert before["comment"] and "pwned" not in str(before["comment"])  # the restore marker
+    _malicious_backup(pg_server, store, attack, in_use)
+
+    result = _restore(store, in_use)
+
+    assert result.returncode != 0
+    assert "permission denied" in result.stderr or "must be owner" in result.stderr, result.stderr
+    _assert_untouched(pg_server, in_use, fingerprint, subprocess.CompletedProcess([], 3))
+    assert _harm(pg_server, in_use) == before  # no role made, the other database's comment as it was
+
+
+def test_the_same_archive_loaded_as_the_master_user_would_have_done_the_harm(
+    pg_server: LocalPostgres, store: LocalStore, tmp_path: Path
+) -> None:
+    """The control: what the loader role stops is real (raw pg_restore as the server's own user)."""
+    victim = _target(pg_server)
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{conninfo_to_dict(victim)["dbname"]}"')
+        conn.execute('CREATE DATABASE "x__restoring_control"')
+    _malicious_backup(pg_server, store, "touch-another-database", victim)
+    (dump,) = store.root.rglob("dump")
+    loaded = subprocess.run(
+        [str(find_tool("pg_restore").path), "--no-owner", "--dbname", pg_server.url("x__restoring_control"), str(dump)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute('DROP DATABASE "x__restoring_control"')
+    assert loaded.returncode == 0, loaded.stderr
+    assert _harm(pg_server, victim)["comment"] == "pwned"

@@ -12,6 +12,7 @@ restore leaves only a database named `<name>__restoring_<id>`, which the next ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from standby.backup_store import BackupStore
 from standby.catalog import BackupManifest, CatalogEntry, select_backup
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
+from standby.loader_role import LoaderRole, drop_role, leftover_roles
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
 
@@ -236,17 +238,20 @@ def execute_restore(
         PgVersion.parse(manifest.pg_dump_version),
         f"an archive written by pg_dump {manifest.pg_dump_version}",
     )
-    new_db = request.server.with_dbname(plan.new_database)
     with tempfile.TemporaryDirectory(prefix="standby-restore-", dir=request.scratch) as scratch:
         progress(f"streaming {manifest.size / 1e6:.1f} MB from {request.store.describe()}")
         transfer = DumpTransfer(request.store, manifest.dump_key, Path(scratch)).start()
         start = time.perf_counter()
         loader: subprocess.Popen[bytes] | None = None
+        role: LoaderRole | None = None
         try:
             with phase("read_toc", "reading the archive's table of contents"):
                 toc = Path(scratch) / "toc.list"
                 toc.write_text(_restore_list(request.pg_restore, transfer, manifest))
             _create_database(request.server, plan.new_database)
+            # The archive's SQL runs as a role that owns this database only (standby.loader_role).
+            role = LoaderRole.create(request.server, plan.new_database)
+            new_db = role.connection(request.server, plan.new_database)
             with new_db.connect(autocommit=True) as conn:
                 conn.execute("CREATE SCHEMA IF NOT EXISTS heroku_ext")  # extensions restore into it
             with phase("restore_data", f"loading {plan.new_database} while the dump arrives"):
@@ -265,11 +270,17 @@ def execute_restore(
                 _verify_and_analyze(new_db, manifest.tables)
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
+            role.hand_over(request.server, plan.new_database)
         except BaseException:
             if loader is not None and loader.poll() is None:
                 loader.kill()
                 loader.wait()
             drop_database(request.server, plan.new_database)
+            if role is not None:
+                # Best effort: while the database is still there the role owns it, and the next restore's
+                # clean-up drops both (_drop_leftovers); the failure being raised matters more.
+                with contextlib.suppress(psycopg.Error):
+                    drop_role(request.server, role.name)
             raise
         report.verified = True
         request.before_switch()
@@ -471,6 +482,9 @@ def _drop_leftovers(request: RestoreRequest, target: str, progress: Progress) ->
     for name in _databases_with(request.server, target[: MAX_IDENT - len(RESTORING) - 6] + RESTORING):
         progress(f"dropping {name}, left by an interrupted restore")
         drop_database(request.server, name)
+    for role in leftover_roles(request.server):
+        progress(f"dropping the role {role}, left by an interrupted restore")
+        drop_role(request.server, role)
     with request.server.connect(autocommit=True) as conn:
         row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", [target]).fetchone()
         if row is not None and not row[0]:

@@ -1,0 +1,76 @@
+"""The role an archive is loaded as: created for one restore, owner of the new database and nothing else.
+
+`pg_restore` executes what the archive holds (functions, index expressions, defaults) while it loads,
+before the dump's hash can be checked at its end. Run as the server's master user, a malicious archive
+could create roles or alter other databases; run as this role it can only fill the database it owns,
+and anything else fails the restore (the new database is dropped, the one in use stays as it was).
+Once the restored data is verified, its objects are handed to the connection's own user and the role is
+dropped.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from standby.pg_url import Database
+
+PREFIX: Final = "standby_restore_"
+# No attribute beyond LOGIN: not a superuser, cannot create databases or roles, bypasses no row security.
+_ATTRIBUTES: Final = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
+
+
+@dataclass(frozen=True)
+class LoaderRole:
+    name: str
+    password: str
+
+    @classmethod
+    def create(cls, server: Database, database: str) -> LoaderRole:
+        """A fresh role that owns `database` (created, empty, by the server's user)."""
+        role = cls(f"{PREFIX}{secrets.token_hex(6)}", secrets.token_urlsafe(24))
+        with server.connect(autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} " + _ATTRIBUTES + " CONNECTION LIMIT 16 PASSWORD {}").format(
+                    sql.Identifier(role.name), sql.Literal(role.password)
+                )
+            )
+            # Membership lets the server's user (an RDS master is no superuser) hand the objects back.
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role.name)))
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(database), sql.Identifier(role.name)
+                )
+            )
+        return role
+
+    def connection(self, server: Database, database: str) -> Database:
+        """Where pg_restore and the checks connect: the new database, as this role."""
+        return Database(make_conninfo(server.conninfo, dbname=database, user=self.name), self.password)
+
+    def hand_over(self, server: Database, database: str) -> None:
+        """Give the database and everything in it to the server's user, then drop the role."""
+        with server.with_dbname(database).connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(self.name)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(self.name)))
+        drop_role(server, self.name)
+
+
+def drop_role(server: Database, name: str) -> None:
+    with server.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def leftover_roles(server: Database) -> list[str]:
+    """Loader roles a crashed restore left: they own no database any more (a restore under way owns its
+    new one). Names are compared here, not with LIKE, where `_` is a wildcard."""
+    with server.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles r WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datdba = r.oid)"
+        )
+        names = [str(r[0]) for r in rows]
+    return sorted(n for n in names if n.startswith(PREFIX))
