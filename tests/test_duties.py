@@ -4,8 +4,10 @@ calls of the failback test (a cutover and its failback, tests/test_cutover.py) a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pulumi
 import pytest
 
 from standby.aws import duties
@@ -60,10 +62,16 @@ def test_the_restore_reader_allows_every_call_of_a_restore_ahead(
 # --- what a compromised task would try: evaluated on the policies the standby program declares ------
 
 
-@pytest.fixture
-def declared(pulumi_mocks: RecordingMocks) -> dict[str, list[dict[str, Any]]]:
-    """The statements of each duty's policy in the standby region, as `pulumi up` would create them."""
-    run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs"})
+@pytest.fixture(scope="module")
+def declared() -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """The statements of each duty's policy in the standby region, as `pulumi up` would create them
+    (the program runs once for the module: these tests only read what it declared)."""
+    pulumi_mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(pulumi_mocks, project="standby", stack="test", preview=False)
+    try:
+        run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs"})
+    finally:
+        pulumi.runtime.set_all_config({}, [])
     found: dict[str, list[dict[str, Any]]] = {}
     for policy in pulumi_mocks.of_type("aws:iam/rolePolicy:RolePolicy"):
         if (
@@ -75,7 +83,7 @@ def declared(pulumi_mocks: RecordingMocks) -> dict[str, list[dict[str, Any]]]:
         if policy.inputs["name"].endswith(f"-operator-{STANDBY_REGION}"):
             found["operator"] = [dict(s) for s in statements_of([policy.inputs["policy"]])]
     assert set(found) == {"backup-writer", "restore-reader", "operator"}
-    return found
+    yield found
 
 
 BUCKET = f"arn:aws:s3:::{APP}-backups-standby-region-vault-bucket"  # the mocks' (the allowed cases prove it)
@@ -93,9 +101,15 @@ WRITER_REFUSED = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("attempt", WRITER_REFUSED, ids=lambda a: a.replace(" ", "-").replace("'", ""))
-def test_the_backup_writer_isrefused(declared: dict[str, list[dict[str, Any]]], attempt: str) -> None:
-    assert decide(declared["backup-writer"], WRITER_REFUSED[attempt]) == "not allowed"
+def test_the_backup_writer_is_refused_what_would_steer_a_recovery(
+    declared: dict[str, list[dict[str, Any]]],
+) -> None:
+    allowed = [
+        attempt
+        for attempt, request in WRITER_REFUSED.items()
+        if decide(declared["backup-writer"], request) != "not allowed"
+    ]
+    assert allowed == []
 
 
 def test_the_backup_writer_still_writes_its_backups_and_signals(

