@@ -159,10 +159,19 @@ def _drill_parts_left(scene: DrillScene) -> dict[str, object]:
         "databases": databases,
         "secret": boto3.client("secretsmanager").get_secret_value(SecretId=manifest.drill_database_secret)[
             "SecretString"],
+        "route open": not _route(scene).startswith("closed-"),
     }  # fmt: skip
 
 
-NOTHING_LEFT = {"tasks": [], "task_definitions": [], "targets": [], "databases": [], "secret": NOT_IN_USE}
+def _route(scene: DrillScene) -> str:
+    """The drill header's value the load balancer forwards to the drill target group."""
+    (rule,) = boto3.client("elbv2").describe_rules(RuleArns=[str(scene.manifest.drill_rule_arn)])["Rules"]
+    (value,) = rule["Conditions"][0]["HttpHeaderConfig"]["Values"]
+    return str(value)
+
+
+NOTHING_LEFT = {"tasks": [], "task_definitions": [], "targets": [], "databases": [], "secret": NOT_IN_USE,
+                "route open": False}  # fmt: skip
 
 
 def test_a_drill_restores_a_scratch_copy_runs_the_web_task_on_it_records_figures_and_tears_down(
@@ -190,6 +199,13 @@ def test_a_drill_restores_a_scratch_copy_runs_the_web_task_on_it_records_figures
     assert drill_scene.task.served_from and all(d.endswith("_drill") for d in drill_scene.task.served_from)
     assert _standby_state(drill_scene) == before
     assert _drill_parts_left(drill_scene) == NOTHING_LEFT
+    # The drill's header was random, kept in its journal, and no longer opens anything.
+    header = report["facts"]["drill_header"]
+    assert len(header) >= 32 and drill_scene.manifest.app not in header and _route(drill_scene) != header
+    assert f"X-Standby-Drill: {header}" in result.output
+    assert [c.action for c in calls].count("elasticloadbalancing:ModifyRule") == 2  # opened, then closed
+    journal = json.loads((drill_scene.journal / f"{drill_scene.manifest.app}-drill.json").read_text())
+    assert journal["facts"]["drill_header"] == header
     assert "![timeline](drill.svg)" in (tmp_path / "drill.md").read_text()
     assert (tmp_path / "drill.svg").read_text().startswith("<svg")
 

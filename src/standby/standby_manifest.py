@@ -72,6 +72,9 @@ class StandbyManifest:
         None  # the AI providers (AiConfig, camelCase): what scripts/switch_ai.py changes
     )
     drill_target_group_arn: str | None = None
+    drill_rule_arn: str | None = (
+        None  # the listener rule that forwards the drill header; drills set its value
+    )
     hosted_zone_id: str | None = None
     dns_mode: DnsMode = DnsMode.RECORD
     records: tuple[dict[str, str], ...] = ()  # {"hostname", "heroku_target"}

@@ -172,13 +172,14 @@ def _operator_in(place: OperatorRegion, account: str) -> list[Statement]:
         allow(["ecs:RunTask"], [arn.format("ecs", f"task-definition/{app}-*")], **on_cluster),
         # Task definitions have no resource-level permissions.
         allow(["ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
-               "ecs:ListTaskDefinitions", "elasticloadbalancing:DescribeTargetHealth",
+               "ecs:ListTaskDefinitions", "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeRules",
                "cloudwatch:GetMetricStatistics", "cloudwatch:DescribeAlarms", "rds:DescribeDBInstances"],
               ["*"], **in_region),
         *([allow(["iam:PassRole"], list(place.task_role_arns), StringEquals={"iam:PassedToService": ECS_TASKS})]
           if place.task_role_arns else []),
         *([allow(["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
                  [m.drill_target_group_arn])] if m.drill_target_group_arn else []),
+        *([allow(["elasticloadbalancing:ModifyRule"], [m.drill_rule_arn])] if m.drill_rule_arn else []),
         allow(["cloudwatch:PutMetricData"], ["*"], StringEquals={"cloudwatch:namespace": m.metrics_namespace}),
         *([allow(["cloudwatch:SetAlarmState"], [arn.format("cloudwatch", f"alarm:{m.failover_alarm}")])]
           if m.failover_alarm else []),

@@ -8,19 +8,20 @@ from typing import Any, Final
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from standby.aws import duties
 from standby.aws.duties import BackupPlace
 from standby.aws.network import StandbyNetwork
 from standby.aws.policies import allow, assume_role, document
 from standby.config.models import Mode
+from standby.names import DRILL_CLOSED, DRILL_HEADER
 from standby.security_rules import BACKUP_WRITER
 from standby.sizing import FargateSize
 
 WEB: Final = "web"
 EXECUTION_POLICY: Final = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 LOG_RETENTION_DAYS: Final = 30
-DRILL_HEADER: Final = "X-Standby-Drill"
 
 
 def desired_count(mode: Mode, primary_quantity: int) -> int:
@@ -287,14 +288,24 @@ class StandbyServices(pulumi.ComponentResource):
             opts=child,
         )
         # The drill's task is health-checked by this load balancer like the service's, but only requests
-        # carrying the drill header reach it; the drill target group is empty between drills.
-        aws.lb.ListenerRule(
+        # carrying the drill header with the drill's own random value reach it (scripts/drill.py sets it,
+        # and a value nobody holds when it ends); the drill target group is empty between drills.
+        closed = random.RandomPassword(f"{name}-drill-closed", length=32, special=False, opts=child)
+        self.drill_rule = aws.lb.ListenerRule(
             f"{name}-drill",
             listener_arn=https.arn,
             priority=1,
-            conditions=[{"http_header": {"http_header_name": DRILL_HEADER, "values": [args.app]}}],
+            conditions=[
+                {
+                    "http_header": {
+                        "http_header_name": DRILL_HEADER,
+                        "values": [pulumi.Output.concat(DRILL_CLOSED, closed.result)],
+                    }
+                }
+            ],
             actions=[{"type": "forward", "target_group_arn": drill_group.arn}],
-            opts=child,
+            # The drills own the value: `pulumi up` must not put back one a drill replaced.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["conditions"]),
         )
         return balancer, target_group, drill_group
 

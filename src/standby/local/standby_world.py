@@ -7,6 +7,7 @@ failover alarm, and the standby manifest naming all of it.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -16,6 +17,8 @@ import boto3
 from standby.config.models import DnsMode, Mode
 from standby.local.standby_side import WEB, WEB_TASK_IP
 from standby.names import (
+    DRILL_CLOSED,
+    DRILL_HEADER,
     FAILOVER_METRIC,
     METRICS_NAMESPACE,
     failover_alarm,
@@ -134,6 +137,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         Name=f"{app}-drill"[-32:], Protocol="HTTP", Port=5000, VpcId=vpc, TargetType="ip",
         HealthCheckPath="/health",
     )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    drill_rule = _drill_rule(client("elbv2"), app, subnet, web_group, drill_group)
 
     zone_id = spec.hosted_zone_id or _zone_with_records(client("route53"), spec)
     alarm = None
@@ -168,6 +172,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         target_group_arn=web_group,
         drill_database_secret=drill_secret,
         drill_target_group_arn=drill_group,
+        drill_rule_arn=drill_rule,
         settings_secret=settings_secret,
         primary_database_secret=primary_secret,
         backup_mac_key=mac_key,
@@ -210,3 +215,20 @@ def _zone_with_records(route53: Any, spec: WorldSpec) -> str:
         },
     )
     return zone_id
+
+
+def _drill_rule(elbv2: Any, app: str, subnet: str, web_group: str, drill_group: str) -> str:
+    """The load balancer's listener and its drill rule, as StandbyServices declares them (closed)."""
+    balancer = elbv2.create_load_balancer(Name=f"{app}-lb"[-32:], Subnets=[subnet], Type="application")
+    listener = elbv2.create_listener(
+        LoadBalancerArn=balancer["LoadBalancers"][0]["LoadBalancerArn"], Protocol="HTTP", Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": web_group}],
+    )["Listeners"][0]["ListenerArn"]  # fmt: skip
+    header = {"HttpHeaderName": DRILL_HEADER, "Values": [DRILL_CLOSED + uuid.uuid4().hex]}
+    return str(
+        elbv2.create_rule(
+            ListenerArn=listener, Priority=1,
+            Conditions=[{"Field": "http-header", "HttpHeaderConfig": header}],
+            Actions=[{"Type": "forward", "TargetGroupArn": drill_group}],
+        )["Rules"][0]["RuleArn"]
+    )  # fmt: skip

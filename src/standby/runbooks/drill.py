@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from secrets import token_urlsafe
 from typing import Any, Final
 
 from standby import catalog
@@ -23,6 +24,7 @@ from standby.drill_history import (
     record_drill,
 )
 from standby.errors import ConfigError, SafetyRefusal, StandbyError
+from standby.names import DRILL_CLOSED, DRILL_HEADER
 from standby.pg_url import Database, url_with_dbname
 from standby.restore import (
     MAX_IDENT,
@@ -229,6 +231,10 @@ class CheckHealth(DrillStep):
 
     def apply(self, ctx: RunContext) -> None:
         group, ip = str(self.env.manifest.drill_target_group_arn), ctx.facts["drill_task_ip"]
+        # Only requests carrying this drill's header reach its task (production data, production secrets):
+        # a value nobody can guess, valid until the teardown replaces it. It is kept in the journal.
+        ctx.facts["drill_header"] = set_drill_route(self.env, token_urlsafe(24))
+        ctx.say(f"  the drill answers requests carrying {DRILL_HEADER}: {ctx.facts['drill_header']}")
         self.env.standby.client("elbv2").register_targets(TargetGroupArn=group, Targets=[{"Id": ip}])
         deadline = time.monotonic() + self.env.health_timeout
         while not self.env.standby.target_healthy(group, ip):
@@ -320,6 +326,9 @@ def tear_down(env: RunbookEnv) -> list[str]:
         if targets:
             elbv2.deregister_targets(TargetGroupArn=manifest.drill_target_group_arn, Targets=targets)
             removed.append(f"{len(targets)} target(s) of the drill target group")
+    if drill_route_open(env):
+        set_drill_route(env, DRILL_CLOSED + token_urlsafe(24))
+        removed.append(f"the drill's route ({DRILL_HEADER} changed to a value nobody holds)")
     for arn in _drill_task_definitions(env):
         ecs.deregister_task_definition(taskDefinition=arn)
         removed.append(f"task definition {arn.rsplit('/', 1)[-1]}")
@@ -336,7 +345,40 @@ def tear_down(env: RunbookEnv) -> list[str]:
 
 def _leftovers(env: RunbookEnv) -> list[str]:
     server = env.standby.database().with_dbname(MAINTENANCE_DB)
-    return [*_drill_tasks(env), *_drill_task_definitions(env), *_scratch_databases(env, server)]
+    route = ["the drill's route is open"] if drill_route_open(env) else []
+    return [*_drill_tasks(env), *_drill_task_definitions(env), *_scratch_databases(env, server), *route]
+
+
+def _drill_route(env: RunbookEnv) -> list[str]:
+    """The header values the drill's listener rule forwards to the drill target group."""
+    if not env.manifest.drill_rule_arn:
+        return []
+    rules = env.standby.client("elbv2").describe_rules(RuleArns=[env.manifest.drill_rule_arn])["Rules"]
+    return [
+        str(value)
+        for condition in (rules[0]["Conditions"] if rules else [])
+        for value in condition.get("HttpHeaderConfig", {}).get("Values", [])
+    ]
+
+
+def drill_route_open(env: RunbookEnv) -> bool:
+    return any(not value.startswith(DRILL_CLOSED) for value in _drill_route(env))
+
+
+def set_drill_route(env: RunbookEnv, value: str) -> str:
+    """Forward requests whose drill header is `value` (and no other) to the drill target group."""
+    if not env.manifest.drill_rule_arn:
+        raise StandbyError(
+            f"the standby manifest in {env.manifest.region} names no drill listener rule. "
+            "Run `pulumi up -s standby` with this version of standby."
+        )
+    env.standby.client("elbv2").modify_rule(
+        RuleArn=env.manifest.drill_rule_arn,
+        Conditions=[
+            {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": DRILL_HEADER, "Values": [value]}}
+        ],
+    )
+    return value
 
 
 def _drill_tasks(env: RunbookEnv) -> list[str]:
@@ -356,13 +398,13 @@ def _drill_task_definitions(env: RunbookEnv) -> list[str]:
 
 
 def _scratch_databases(env: RunbookEnv, server: Database) -> list[str]:
+    """The scratch database and its restores' leftovers: names compared here, not with LIKE (whose `_`
+    matches any character, and whose matches the teardown drops WITH (FORCE))."""
     scratch = scratch_name(env.standby.database().dbname)
+    restoring = scratch[: MAX_IDENT - len(RESTORING) - 6] + RESTORING
     with server.connect(autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s",
-            [scratch, scratch[: MAX_IDENT - len(RESTORING) - 6] + RESTORING + "%"],
-        ).fetchall()
-    return [str(r[0]) for r in rows]
+        names = [str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")]
+    return sorted(n for n in names if n == scratch or n.startswith(restoring))
 
 
 def _task(env: RunbookEnv, arn: str) -> dict[str, Any]:
