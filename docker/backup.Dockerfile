@@ -17,9 +17,12 @@ RUN apt-get update \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
  && apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" \
+ && curl -fsSL -o /etc/ssl/certs/rds-global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem \
  && apt-get purge -y curl gnupg && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
+# The RDS CA bundle above: the tasks verify the standby database's certificate (sslmode=verify-full).
 ENV STANDBY_PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin \
+    STANDBY_RDS_CA_BUNDLE=/etc/ssl/certs/rds-global-bundle.pem \
     PYTHONUNBUFFERED=1
 
 WORKDIR /opt/standby

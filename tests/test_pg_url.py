@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from standby.errors import ConfigError
 from standby.pg_url import parse_database_url
@@ -33,3 +36,37 @@ def test_garbage_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_database_url("postgres://u:pw@host:notaport:/x y z")
     assert "pw" not in str(raised.value)
+
+
+RDS = "postgres://standby:pw@acme-standby.abc123.us-east-2.rds.amazonaws.com:5432/app?sslmode=require"
+
+
+def test_the_standby_database_on_rds_is_verified_against_the_rds_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "rds-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("STANDBY_RDS_CA_BUNDLE", str(bundle))
+    params = conninfo_to_dict(parse_database_url(RDS).conninfo)
+    assert (params["sslmode"], params["sslrootcert"]) == ("verify-full", str(bundle))
+    # Heroku's databases and the URL the app itself gets are not RDS: they keep what they had.
+    assert (
+        conninfo_to_dict(parse_database_url("postgres://u:p@ec2-1-2.compute-1.amazonaws.com/d").conninfo)[
+            "sslmode"
+        ]
+        == "require"
+    )
+
+
+def test_without_the_bundle_an_rds_url_is_refused_with_the_download_and_the_opt_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("standby.pg_url.RDS_CA_BUNDLE_DEFAULT", tmp_path / "absent.pem")
+    monkeypatch.delenv("STANDBY_RDS_CA_BUNDLE", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        parse_database_url(RDS, "standby database URL")
+    message = str(refused.value)
+    assert "truststore.pki.rds.amazonaws.com" in message and "STANDBY_RDS_CA_BUNDLE=none" in message
+    assert ":pw@" not in message  # never the URL itself
+    monkeypatch.setenv("STANDBY_RDS_CA_BUNDLE", "none")
+    assert conninfo_to_dict(parse_database_url(RDS).conninfo)["sslmode"] == "require"

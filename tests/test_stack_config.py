@@ -111,6 +111,11 @@ BAD_CONFIGS: dict[str, tuple[str, Mutation, list[str]]] = {
         "standby", _set("backupIntervalMinutes", 60),
         ["backupIntervalMinutes (60) is longer than rpoMinutes (15)"],
     ),
+    "ai endpoint over plain http": (
+        "primary", _set("ai", {"providers": {"openai": {"keyVar": "OPENAI_API_KEY", "baseUrl": "http://llm.example/v1"},
+                                             "anthropic": {"keyVar": "ANTHROPIC_API_KEY"}}}),
+        ["standby:ai.providers.openai.baseUrl: must be an https:// URL", "Got 'http://llm.example/v1'"],
+    ),
     "invalid fargate override": (
         "standby", _set("serviceSizes", {"web": {"cpu": 256, "memory": 4096}}),
         ["standby:serviceSizes.web: not a Fargate CPU/memory pair", "Got cpu 256, memory 4096"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -13,6 +15,11 @@ from standby.errors import ConfigError
 
 LOCAL_HOSTS: Final = frozenset({"", "localhost", "127.0.0.1", "::1"})
 SAFE_SSLMODES: Final = frozenset({"require", "verify-ca", "verify-full"})
+# Where standby connects to the standby's RDS database it verifies the server: docs/standby-stack.md.
+RDS_DOMAIN: Final = ".rds.amazonaws.com"
+RDS_CA_BUNDLE_ENV: Final = "STANDBY_RDS_CA_BUNDLE"
+RDS_CA_BUNDLE_DEFAULT: Final = Path("/etc/ssl/certs/rds-global-bundle.pem")  # where the backup image has it
+RDS_CA_BUNDLE_URL: Final = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,25 @@ class Database:
         return str(conninfo_to_dict(self.conninfo).get("dbname", ""))
 
 
+def _rds_verification(what: str) -> dict[str, str]:
+    """The TLS parameters for an RDS host: its certificate verified against the RDS CA bundle."""
+    bundle = os.environ.get(RDS_CA_BUNDLE_ENV) or (
+        str(RDS_CA_BUNDLE_DEFAULT) if RDS_CA_BUNDLE_DEFAULT.is_file() else ""
+    )
+    if bundle == "none":  # an explicit choice: TLS, but the server's certificate is not checked
+        return {"sslmode": "require"}
+    if not bundle or not Path(bundle).is_file():
+        raise ConfigError(
+            [
+                f"the {what} points at RDS, whose certificate standby verifies (sslmode=verify-full), but "
+                f"{'no RDS CA bundle is at ' + bundle if bundle else RDS_CA_BUNDLE_ENV + ' is not set'}. Download "
+                f"it (curl -o rds-ca.pem {RDS_CA_BUNDLE_URL}) and set {RDS_CA_BUNDLE_ENV} to its path; or set "
+                f"{RDS_CA_BUNDLE_ENV}=none to connect without checking the certificate."
+            ]
+        )
+    return {"sslmode": "verify-full", "sslrootcert": bundle}
+
+
 def is_local(conninfo: str) -> bool:
     host = str(conninfo_to_dict(conninfo).get("host") or "")
     return host.startswith("/") or all(h in LOCAL_HOSTS or h.startswith("/") for h in host.split(","))
@@ -65,6 +91,8 @@ def parse_database_url(url: str, what: str = "database URL") -> Database:
     except Exception:  # psycopg raises ProgrammingError with the URL in it: keep the URL out
         raise ConfigError([f"the {what} is not a valid postgres:// URL or connection string."]) from None
     password = params.pop("password", None)
+    if str(params.get("host", "")).endswith(RDS_DOMAIN) and "sslrootcert" not in params:
+        params.update(_rds_verification(what))
     conninfo = make_conninfo("", **params)
     if not is_local(conninfo):
         sslmode = params.get("sslmode")

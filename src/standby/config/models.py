@@ -169,9 +169,14 @@ class AiProvider(StrEnum):
 
 class AiProviderConfig(ConfigModel):
     key_var: EnvName  # the secret config var holding this provider's API key
-    base_url: Annotated[str, _pattern(r"https?://\S+", "an http(s) URL")] | None = (
-        None  # the SDK's default if unset
-    )
+    # The SDK's default if unset. https: the key travels with every request (http only to this machine).
+    base_url: (
+        Annotated[
+            str,
+            _pattern(r"(https://|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$))\S*", "an https:// URL"),
+        ]
+        | None
+    ) = None
 
 
 class AiConfig(ConfigModel):
