@@ -305,7 +305,7 @@ def test_failback_brings_the_data_written_on_aws_back_to_heroku_and_restores_the
     with record_calls(monkeypatch) as calls:
         assert scene.run(cutover.main).code == 0
         _the_journal_is_signed_with_the_runbook_key(scene)
-        with psycopg.connect(scene.standby, autocommit=True) as conn:  # the app ran on AWS for a while
+        with _as_the_app(scene) as conn:  # the app ran on AWS for a while, as its own role
             conn.execute(
                 "INSERT INTO actor (first_name, last_name) SELECT 'Aws', 'Era' FROM generate_series(1, 25)"
             )
@@ -636,6 +636,29 @@ def test_a_forged_journal_is_refused_and_nothing_is_done(scene: Scene) -> None:
         assert "MAC" in run.output
         assert not _fenced(scene) and scene.mode() == "warm"
         assert not [r for r in scene.heroku.requests if r.method != "GET"], how
+
+
+def _as_the_app(scene: Scene) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection as the app's tasks make it (the app's URL secret), after checking what that role is:
+    the owner of the restored data, and nothing more."""
+    url = AwsStandby(scene.manifest).app_database_url()
+    assert url is not None
+    with psycopg.connect(scene.standby) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ).fetchall()
+        database_owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        powers = conn.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'app_user'"
+        ).fetchone()
+    assert owners == [("app_user",)] and database_owner == ("app_user",)
+    assert powers == (False, False, False, False)
+    app = psycopg.connect(url, autocommit=True)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("CREATE ROLE app_made_this")
+    return app
 
 
 def _the_journal_is_signed_with_the_runbook_key(scene: Scene) -> None:

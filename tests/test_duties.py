@@ -51,7 +51,9 @@ def test_the_restore_reader_allows_every_call_of_a_restore_ahead(
 ) -> None:
     m = scene.manifest
     reader = duties.restore_reader(
-        _place(m), str(m.database_secret), f"arn:aws:dynamodb:{m.region}:{ACCOUNT}:table/{m.lock_table}"
+        _place(m),
+        [str(m.database_secret), str(m.app_database_secret)],
+        f"arn:aws:dynamodb:{m.region}:{ACCOUNT}:table/{m.lock_table}",
     )
     with record_calls(monkeypatch) as calls:
         assert restore.main(["--app", scene.app, "--region", m.region, "--ahead", "--yes"]) == 0

@@ -417,6 +417,36 @@ def test_the_lifecycle_rule_expires_only_what_the_retention_tagged(pulumi_mocks:
         ), "a rule by age alone could delete the last good backup"
 
 
+def test_the_app_tasks_connect_as_the_application_role_never_the_master_user(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks)
+    secrets = {
+        d.inputs["name"]: d
+        for d in pulumi_mocks.of_type("aws:secretsmanager/secret:Secret")
+        if d.region_role == "standby"
+    }
+    app, master = secrets[f"standby/{APP}/app-database-url"], secrets[f"standby/{APP}/database-url"]
+    for definition in task_definitions(pulumi_mocks).values():
+        if definition.inputs["family"].endswith("-backup"):
+            continue
+        (container,) = json.loads(unwrap(definition.inputs["containerDefinitions"]))
+        urls = [s["valueFrom"] for s in container["secrets"] if s["name"] == "DATABASE_URL"]
+        assert urls == [f"arn:aws:mock:::secretsmanager/secret/{app.name}"], definition.inputs["family"]
+    execution = next(
+        d
+        for d in pulumi_mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+        if d.name.endswith("-execution-secrets") and d.region_role == "standby"
+    )
+    readable = json.dumps(unwrap(execution.inputs["policy"]))
+    assert f"secret/{app.name}" in readable and f"secret/{master.name}" not in readable
+    versions = {
+        d.name: unwrap(d.inputs["secretString"])
+        for d in pulumi_mocks.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    }
+    assert str(versions["standby-region-database-app-url-value"]).startswith("postgres://app_user:")
+
+
 def test_the_backup_tasks_reach_only_https_and_postgresql(pulumi_mocks: RecordingMocks) -> None:
     run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs"})
     (schedule,) = pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from standby.errors import ConfigError
 from standby.pg_url import Database
 
 PREFIX: Final = "standby_restore_"
 # No attribute beyond LOGIN: not a superuser, cannot create databases or roles, bypasses no row security.
 _ATTRIBUTES: Final = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
+_APP_ATTRIBUTES: Final = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,50 @@ class LoaderRole:
         """Where pg_restore and the checks connect: the new database, as this role."""
         return Database(make_conninfo(server.conninfo, dbname=database, user=self.name), self.password)
 
-    def hand_over(self, server: Database, database: str) -> None:
-        """Give the database and everything in it to the server's user, then drop the role."""
+    def hand_over(self, server: Database, database: str, owner: Owner | None = None) -> None:
+        """Give the database and everything in it to `owner` (the app's role; none: the server's user),
+        then drop this role."""
+        if owner is not None:
+            owner.ensure(server)
+        new_owner = sql.Identifier(owner.name) if owner else sql.SQL("CURRENT_USER")
         with server.with_dbname(database).connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(self.name)))
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(self.name), new_owner))
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(self.name)))
         drop_role(server, self.name)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The application role: what the app (and a drill's task) connects as, owner of the app's data.
+    It can do anything to its own database and nothing else: no role, no other database."""
+
+    name: str
+    password: str
+
+    @classmethod
+    def of(cls, database: Database) -> Owner:
+        """The owner a database URL connects as (the standby's app URL, from its secret)."""
+        name = str(conninfo_to_dict(database.conninfo).get("user") or "")
+        if not name or not database.password:
+            raise ConfigError(
+                ["the app's database URL names no user and password: run `pulumi up -s standby`."]
+            )
+        return cls(name, database.password)
+
+    def ensure(self, server: Database) -> None:
+        """The role exists, may log in with this password, and has no other attribute."""
+        with server.connect(autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [self.name]).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} " + _APP_ATTRIBUTES + " PASSWORD {}").format(
+                    sql.Identifier(self.name), sql.Literal(self.password)
+                )
+            )
+            current = conn.execute("SELECT current_user").fetchone()
+            if current and current[0] != self.name:
+                # Membership lets the server's user hand it objects and later rename or drop its databases.
+                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(self.name)))
 
 
 def drop_role(server: Database, name: str) -> None:

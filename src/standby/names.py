@@ -15,6 +15,7 @@ METRICS_NAMESPACE: Final = "Standby"  # CloudWatch: the DNS failover metric, whi
 BACKUP_METRICS_NAMESPACE: Final = "Standby/Backups"  # the backup task's signals: a namespace of its own
 FAILOVER_METRIC: Final = "PrimaryInService"  # 1: traffic to Heroku; 0: to AWS (runbooks publish it)
 BACKUP_PREFIX: Final = "backups"  # key prefix of the backups in the bucket
+APP_ROLE: Final = "app_user"  # what the app connects to the standby as: owner of its data, nothing more
 DRILL_HEADER: Final = (
     "X-Standby-Drill"  # requests carrying it (with the drill's value) reach the drill's task
 )

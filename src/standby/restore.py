@@ -34,7 +34,7 @@ from standby.backup_store import BackupStore
 from standby.catalog import BackupManifest, CatalogEntry, select_backup
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
-from standby.loader_role import LoaderRole, drop_role, leftover_roles
+from standby.loader_role import LoaderRole, Owner, drop_role, leftover_roles
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
 
@@ -192,6 +192,7 @@ class RestoreRequest:
     keep_previous: int = KEEP_PREVIOUS  # databases the switches renamed away that are kept, newest first
     free_bytes: int | None = None  # free storage on the target server, when known (RDS: FreeStorageSpace)
     before_switch: Callable[[], None] = lambda: None  # a last check, right before the switch (the lock held)
+    owner: Owner | None = None  # the app's role, which gets the restored data; None: the server's user
 
 
 Progress = Callable[[str], None]
@@ -270,7 +271,7 @@ def execute_restore(
                 _verify_and_analyze(new_db, manifest.tables)
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
-            role.hand_over(request.server, plan.new_database)
+            role.hand_over(request.server, plan.new_database, request.owner)
         except BaseException:
             if loader is not None and loader.poll() is None:
                 loader.kill()

@@ -40,8 +40,11 @@ class StandbyManifest:
     backup_bucket: str
     backup_prefix: str = BACKUP_PREFIX
     metrics_namespace: str = METRICS_NAMESPACE
-    # Secrets Manager id of the standby's DATABASE_URL: the value stays there, never in the manifest.
+    # Secrets Manager id of the standby's DATABASE_URL: the value stays there, never in the manifest. It
+    # connects as the master user: the runbooks' and the restores'. The app's tasks get the app's URL
+    # (`app_database_secret`), which connects as the application role that owns the data.
     database_secret: str | None = None
+    app_database_secret: str | None = None
     sanity_sql: tuple[str, ...] = ()  # queries a restore must see return true before it switches
     second_region: str | None = None
     mode_parameter: str = ""

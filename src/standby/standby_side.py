@@ -24,6 +24,7 @@ from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
 from standby.live_side import region_mode
+from standby.loader_role import Owner
 from standby.names import heroku_fence_parameter
 from standby.pg_url import Database, parse_database_url
 from standby.runbook.engine import RunContext
@@ -157,6 +158,21 @@ class AwsStandby:
 
     def database(self) -> Database:
         return parse_database_url(self.database_url(), "standby database URL")
+
+    def app_database_url(self) -> str | None:
+        """The URL the app's tasks connect with (the application role); None for an older stack."""
+        secret = self.manifest.app_database_secret
+        if not secret:
+            return None
+        try:
+            return str(self.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
+        except AWS_ERRORS as exc:
+            raise aws_failure(exc, f"reading the app's database URL secret {secret}") from None
+
+    def app_owner(self) -> Owner | None:
+        """The application role restored data is handed to; None: the master user keeps it."""
+        url = self.app_database_url()
+        return Owner.of(parse_database_url(url, "app database URL")) if url else None
 
     def remember_primary_database_url(self, url: str) -> None:
         """Keep Heroku's DATABASE_URL as the backup used it (a new version only when it rotated)."""

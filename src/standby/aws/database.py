@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from standby.config.models import Mode
+from standby.names import APP_ROLE
 from standby.sizing import PostgresPlan
 
 USER: Final = "standby"
@@ -77,5 +78,21 @@ class StandbyDatabase(pulumi.ComponentResource):
         # The password is a secret output, and so is every value built from it: the URL stays encrypted.
         aws.secretsmanager.SecretVersion(
             f"{name}-url-value", secret_id=self.url_secret.id, secret_string=url, opts=child
+        )
+        # The app's own: the application role that owns the data (the restores create it and hand it the
+        # restored database, standby.loader_role); never the master user above.
+        app_password = random.RandomPassword(f"{name}-app-password", length=40, special=False, opts=child)
+        self.app_url_secret = aws.secretsmanager.Secret(
+            f"{name}-app-url",
+            name=f"standby/{args.app}/app-database-url",
+            description=f"DATABASE_URL of {args.app} on the standby: the application role, not the master user",
+            opts=child,
+        )
+        app_url = pulumi.Output.concat(
+            "postgres://", APP_ROLE, ":", app_password.result, "@", self.instance.address, ":",
+            self.instance.port.apply(str), "/", DBNAME, "?sslmode=require",
+        )  # fmt: skip
+        aws.secretsmanager.SecretVersion(
+            f"{name}-app-url-value", secret_id=self.app_url_secret.id, secret_string=app_url, opts=child
         )
         self.register_outputs({"endpoint": self.instance.address, "urlSecret": self.url_secret.arn})

@@ -104,7 +104,7 @@ def backup_writer(
 
 
 def restore_reader(
-    place: BackupPlace, database_secret: pulumi.Input[str], lock_table_arn: pulumi.Input[str]
+    place: BackupPlace, database_secrets: Sequence[pulumi.Input[str]], lock_table_arn: pulumi.Input[str]
 ) -> list[Statement]:
     app, bucket = place.app, place.bucket_arn
     own = f"{BACKUP_PREFIX}/{app}"
@@ -113,7 +113,7 @@ def restore_reader(
         allow(["s3:GetObject"], [_s3(bucket, own, "*")]),
         allow(["kms:Decrypt"], [place.bucket_key_arn], **_through_s3(place.region)),
         allow(["kms:VerifyMac"], [place.mac_key_arn]),  # verifies, never signs
-        allow(["secretsmanager:GetSecretValue"], [database_secret]),
+        allow(["secretsmanager:GetSecretValue"], list(database_secrets)),
         allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], [lock_table_arn]),
         allow(["ssm:GetParameter"], [_parameter(place.region, place.account, f"/standby/{app}/*")]),
         # The database's free storage, checked before each restore (no resource-level permission).
@@ -147,7 +147,8 @@ def _operator_in(place: OperatorRegion, account: str) -> list[Statement]:
     cluster = arn.format("ecs", f"cluster/{m.cluster}")
     in_region = {"StringEquals": {"aws:RequestedRegion": region}}
     on_cluster = {"ArnEquals": {"ecs:cluster": cluster}}
-    secrets = [m.database_secret, m.primary_database_secret, m.settings_secret, m.drill_database_secret]
+    secrets = [m.database_secret, m.app_database_secret, m.primary_database_secret, m.settings_secret,
+               m.drill_database_secret]  # fmt: skip
     written = [m.settings_secret, m.drill_database_secret]  # the AI switch, the drill's scratch URL
     parameters = [mode_parameter(app), heroku_fence_parameter(app), ai_provider_parameter(app)]
     macs = [k for k in (m.backup_mac_key, m.runbook_mac_key) if k]

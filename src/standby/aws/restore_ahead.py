@@ -33,6 +33,7 @@ class RestoreAheadArgs:
     backup_bucket_arn: pulumi.Input[str]
     backup_key_arn: pulumi.Input[str]
     database_url_secret_arn: pulumi.Input[str]
+    app_database_url_secret_arn: pulumi.Input[str]  # the restored data goes to the app's role
     lock_table_arn: pulumi.Input[str]
     backup_mac_key_arn: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
@@ -61,7 +62,7 @@ class RestoreAhead(pulumi.ComponentResource):
                         bucket_key_arn=args.backup_key_arn,
                         mac_key_arn=args.backup_mac_key_arn,
                     ),
-                    database_secret=args.database_url_secret_arn,
+                    database_secrets=[args.database_url_secret_arn, args.app_database_url_secret_arn],
                     lock_table_arn=args.lock_table_arn,
                 )
             ),

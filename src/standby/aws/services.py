@@ -51,7 +51,8 @@ class ServicesArgs:
     health_check_path: str
     app_settings: pulumi.Input[str]  # JSON of every config var the app gets, a secret
     setting_names: list[str]  # its keys, which are not secret
-    database_url_secret_arn: pulumi.Input[str] | None  # None: no database in this region yet
+    database_url_secret_arn: pulumi.Input[str] | None  # the master user's; None: no database here yet
+    app_database_url_secret_arn: pulumi.Input[str] | None  # the application role's: what the tasks get
     backup_bucket_arn: pulumi.Input[str]
     backup_key_arn: pulumi.Input[str]
     backup_mac_key_arn: pulumi.Input[str]
@@ -97,8 +98,8 @@ class StandbyServices(pulumi.ComponentResource):
         )
         secrets: list[pulumi.Input[str]] = [self.settings_secret.arn]
         self.drill_secret: aws.secretsmanager.Secret | None = None
-        if args.database_url_secret_arn is not None:
-            secrets.append(args.database_url_secret_arn)
+        if args.app_database_url_secret_arn is not None:
+            secrets.append(args.app_database_url_secret_arn)  # the tasks never see the master user's
             # A drill's web task reads its scratch DATABASE_URL from here; the drill writes the value.
             self.drill_secret = aws.secretsmanager.Secret(
                 f"{name}-drill-database-url",
@@ -326,7 +327,7 @@ class StandbyServices(pulumi.ComponentResource):
             "essential": True,
             "entryPoint": spec.command,
             "environment": [{"name": "PORT", "value": str(args.container_port)}, {"name": "DYNO", "value": f"{process_type}.1"}],
-            "secrets": pulumi.Output.all(settings_arn, args.database_url_secret_arn).apply(
+            "secrets": pulumi.Output.all(settings_arn, args.app_database_url_secret_arn).apply(
                 lambda v: [{"name": key, "valueFrom": f"{v[0]}:{key}::"} for key in args.setting_names]
                 + ([{"name": "DATABASE_URL", "valueFrom": v[1]}] if v[1] else [])
             ),

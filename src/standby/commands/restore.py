@@ -24,6 +24,7 @@ from standby.commands.common import (
     say,
 )
 from standby.errors import ConfigError, SafetyRefusal
+from standby.loader_role import Owner
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url, same_database
 from standby.restore import (
@@ -103,11 +104,12 @@ def _main(args: argparse.Namespace) -> int:
     # A restore into the standby's database holds the app's lock: it excludes a cutover, a failback and
     # a drill, and the live side is read under it.
     with _app_lock(context, args) if standby_db and not args.dry_run else contextlib.nullcontext() as lease:
-        free = None
+        free, owner = None, None
         if standby_db is not None and context.manifest is not None and same_database(target_db, standby_db):
             _refuse_over_live(context.manifest, target_db, args)
-            free = AwsStandby(context.manifest).free_storage()
-        return _restore(args, context, target_db, free, _still_ours(lease))
+            standby = AwsStandby(context.manifest)
+            free, owner = standby.free_storage(), standby.app_owner()  # the app's role gets the data
+        return _restore(args, context, target_db, free, _still_ours(lease), owner)
 
 
 @contextlib.contextmanager
@@ -160,6 +162,7 @@ def _restore(
     target_db: Database,
     free: int | None,
     before_switch: Callable[[], None],
+    owner: Owner | None,
 ) -> int:
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
@@ -178,7 +181,9 @@ def _restore(
     if args.dry_run or plan.skip_reason:
         if plan.skip_reason:
             _report(
-                execute_restore(plan, _request(args, context, server, target_db.dbname, free, before_switch)),
+                execute_restore(
+                    plan, _request(args, context, server, target_db.dbname, free, before_switch, owner)
+                ),
                 args.json,
             )
         return cli.EXIT_OK
@@ -187,7 +192,7 @@ def _restore(
         return cli.EXIT_FAILED
     report = execute_restore(
         plan,
-        _request(args, context, server, target_db.dbname, free, before_switch),
+        _request(args, context, server, target_db.dbname, free, before_switch, owner),
         progress=lambda line: say(f"  {line}"),
     )
     _report(report, args.json)
@@ -201,6 +206,7 @@ def _request(
     target: str,
     free: int | None,
     before_switch: Callable[[], None],
+    owner: Owner | None,
 ) -> RestoreRequest:
     if args.scratch is not None and not args.scratch.is_dir():
         raise ConfigError([f"--scratch {args.scratch} is not a folder: create it, or leave --scratch out."])
@@ -216,6 +222,7 @@ def _request(
         keep_previous=KEEP_ALL if args.replace_live else args.keep_previous,
         free_bytes=free,
         before_switch=before_switch,
+        owner=owner,
     )
 
 

@@ -11,12 +11,14 @@ import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 
 from standby.config.models import DnsMode, Mode
 from standby.local.standby_side import WEB, WEB_TASK_IP
 from standby.names import (
+    APP_ROLE,
     DRILL_CLOSED,
     DRILL_HEADER,
     FAILOVER_METRIC,
@@ -28,6 +30,8 @@ from standby.names import (
     runbook_topic,
 )
 from standby.standby_manifest import StandbyManifest
+
+APP_PASSWORD = "app-password-not-for-logs"  # the local world's application role
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
     secret = client("secretsmanager").create_secret(
         Name=f"standby/{app}/database-url", SecretString=spec.database_url
     )
+    # The application role, as StandbyDatabase declares it: the restores create it and hand it the data.
+    url = urlsplit(spec.database_url)
+    app_url = urlunsplit(url._replace(netloc=f"{APP_ROLE}:{APP_PASSWORD}@{url.netloc.rpartition('@')[2]}"))
+    app_secret = client("secretsmanager").create_secret(
+        Name=f"standby/{app}/app-database-url", SecretString=app_url
+    )["ARN"]
     client("ssm").put_parameter(
         Name=mode_parameter(app), Value=spec.mode.value, Type="String", Overwrite=True
     )
@@ -99,7 +109,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
             executionRoleArn=f"arn:aws:iam::123456789012:role/{app}-execution",
             # moto's run_task wants a container memory, which Fargate leaves optional.
             containerDefinitions=[{"name": kind, "image": f"{app}:latest", "essential": True, "memory": 512,
-                                   "secrets": [{"name": "DATABASE_URL", "valueFrom": secret["ARN"]}]}],
+                                   "secrets": [{"name": "DATABASE_URL", "valueFrom": app_secret}]}],
         )  # fmt: skip
         ecs.create_service(
             cluster=cluster,
@@ -160,6 +170,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         region=spec.region,
         backup_bucket=bucket,
         database_secret=secret["ARN"],
+        app_database_secret=app_secret,
         database_instance=f"{app}-standby",  # as StandbyDatabase names it; moto runs no instance
         sanity_sql=spec.sanity_sql,
         topic_arn=topic,

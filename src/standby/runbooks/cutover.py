@@ -357,6 +357,7 @@ class Restore(EnvStep):
                         self.env.jobs,
                         self.env.manifest.sanity_sql,
                         free_bytes=self.env.standby.free_storage(),
+                        owner=self.env.standby.app_owner(),
                     ),
                     progress=lambda line: ctx.say(f"  {line}"),
                 )

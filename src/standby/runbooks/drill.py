@@ -135,6 +135,7 @@ class RestoreScratch(DrillStep):
             self.env.pg_restore,
             self.env.jobs,
             self.env.manifest.sanity_sql,
+            owner=self.env.standby.app_owner(),  # the drill's task connects as the app does
         )
         report = execute_restore(
             plan_restore([backup], scratch, now=datetime.now(UTC)),
@@ -180,7 +181,9 @@ class StartWebTask(DrillStep):
         env, manifest = self.env, self.env.manifest
         secrets, ecs = env.standby.client("secretsmanager"), env.standby.client("ecs")
         # The URL holds the password: it goes into the drill secret, never into the task definition.
-        url = url_with_dbname(env.standby.database_url(), self.scratch().dbname)
+        url = url_with_dbname(
+            env.standby.app_database_url() or env.standby.database_url(), self.scratch().dbname
+        )
         secrets.put_secret_value(SecretId=manifest.drill_database_secret, SecretString=url)
         service = ecs.describe_services(cluster=manifest.cluster, services=[manifest.services[WEB]])[
             "services"
