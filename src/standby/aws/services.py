@@ -296,14 +296,17 @@ class StandbyServices(pulumi.ComponentResource):
             f"{name}-drill",
             listener_arn=https.arn,
             priority=1,
-            conditions=[
-                {
-                    "http_header": {
-                        "http_header_name": DRILL_HEADER,
-                        "values": [pulumi.Output.concat(DRILL_CLOSED, closed.result)],
+            # Secret as a whole: state and previews never show a value that opens the drill's route.
+            conditions=pulumi.Output.secret(
+                [
+                    {
+                        "http_header": {
+                            "http_header_name": DRILL_HEADER,
+                            "values": [pulumi.Output.concat(DRILL_CLOSED, closed.result)],
+                        }
                     }
-                }
-            ],
+                ]
+            ),
             actions=[{"type": "forward", "target_group_arn": drill_group.arn}],
             # The drills own the value: `pulumi up` must not put back one a drill replaced.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["conditions"]),
