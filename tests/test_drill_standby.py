@@ -226,10 +226,10 @@ def test_a_drill_whose_task_never_turns_healthy_fails_and_still_tears_everything
     drill_scene.task.healthy = False
     before = _standby_state(drill_scene)
 
-    result = _drill(drill_scene, "--json", str(tmp_path / "drill.json"))
+    result = _drill(drill_scene, "--json", str(tmp_path / "drill.json"), "--health-timeout", "3")
 
     assert result.code == 3, result.output
-    assert "did not answer /health healthily" in result.output
+    assert "did not answer /health healthily within 3 s" in result.output
     report = json.loads((tmp_path / "drill.json").read_text())
     outcomes = {s["name"]: s["outcome"] for s in report["steps"]}
     assert outcomes["check_health"] == "failed" and outcomes["tear_down"] == "done"
