@@ -488,3 +488,41 @@ def test_the_operator_role_trusts_the_configured_principals_or_the_account_with_
     assert (
         trust["Principal"] == {"AWS": ["arn:aws:iam::123456789012:role/oncall"]} and "Condition" not in trust
     )
+
+
+def test_only_their_writers_may_sign_with_the_mac_keys_whatever_iam_grants(
+    pulumi_mocks: RecordingMocks,
+) -> None:
+    run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs", "standby:mode": "warm"})
+    policies = {
+        d.name: json.loads(unwrap(d.inputs["policy"]))
+        for d in pulumi_mocks.of_type("aws:kms/keyPolicy:KeyPolicy")
+    }
+    roles = {r.name: f"arn:aws:mock:::iam/role/{r.name}" for r in pulumi_mocks.of_type("aws:iam/role:Role")}
+
+    def who(policy: dict[str, Any], action: str) -> set[str]:
+        return {
+            p for s in policy["Statement"] if action in s["Action"] for p in _listed(s["Principal"]["AWS"])
+        }
+
+    backup, runbook = (
+        policies["standby-region-backup-mac-policy"],
+        policies["standby-region-runbook-mac-policy"],
+    )
+    assert who(backup, "kms:GenerateMac") == {roles["standby-region-services-backup"], roles["operator"]}
+    assert who(backup, "kms:VerifyMac") == who(backup, "kms:GenerateMac") | {
+        roles["standby-region-restore-ahead-role"]
+    }
+    assert who(runbook, "kms:GenerateMac") == who(runbook, "kms:VerifyMac") == {roles["operator"]}
+    for policy in policies.values():  # the account administers the keys, through IAM, but cannot use them
+        (admin,) = [
+            s for s in policy["Statement"] if s["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
+        ]
+        assert not [
+            a for a in admin["Action"] if a in ("kms:GenerateMac", "kms:VerifyMac") or a.endswith("*")
+        ]
+    assert {n.split("-")[0] for n in policies} == {"standby", "second"}  # the replicas have theirs too
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)

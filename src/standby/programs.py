@@ -115,6 +115,7 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
     }
     settings = app_settings(config, with_live_ai_provider(primary, providers["standby"]))
     serving = "second" if modes["second"] is Mode.ACTIVE else "standby"
+    operator = operator_role(primary.app, config.operators, providers["standby"])
     regions: dict[str, StandbyRegion] = {}
     for role in ("standby", "second"):  # the standby region first: the second replicates its MAC key
         regions[role] = StandbyRegion(
@@ -134,6 +135,7 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
                 # The backups run where the app is live or will be: the standby region, unless a cutover
                 # made the second region live (the chain goes on there).
                 with_schedule=role == serving and config.heroku_api_key is not None,
+                operator_role_arn=operator.arn,
                 mac_primary_key_arns=(regions["standby"].backup_mac.arn, regions["standby"].runbook_mac.arn)
                 if role == "second"
                 else None,
@@ -186,7 +188,7 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         ),
         opts=pulumi.ResourceOptions(provider=providers["standby"]),
     )
-    operator = operator_role(primary.app, config.operators, regions, providers["standby"])
+    attach_operator(operator, regions, providers["standby"])
     pulumi.export(str(StandbyOutput.OPERATOR_ROLE), operator.arn)
     pulumi.export(str(StandbyOutput.MODE), modes["standby"].value)
     pulumi.export(str(StandbyOutput.BACKUP_BUCKET), standby.vault.bucket.id)
@@ -199,16 +201,15 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
     return regions
 
 
-def operator_role(
-    app: str, operators: list[str], regions: dict[str, StandbyRegion], provider: aws.Provider
-) -> aws.iam.Role:
-    """The role the runbooks run as: the one that may move production (standby.aws.duties.operator)."""
+def operator_role(app: str, operators: list[str], provider: aws.Provider) -> aws.iam.Role:
+    """The role the runbooks run as: the one that may move production (standby.aws.duties.operator).
+    Its policies are attached once the regions exist (`attach_operator`); the MAC keys name it first."""
     account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
     trusted: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": operators or [f"arn:aws:iam::{account}:root"]},
                                "Action": "sts:AssumeRole"}  # fmt: skip
     if not operators:
         trusted["Condition"] = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
-    role = aws.iam.Role(
+    return aws.iam.Role(
         "operator",
         name=f"{app}-standby-operator",
         description=f"runs the standby runbooks of {app}",
@@ -216,6 +217,9 @@ def operator_role(
         max_session_duration=4 * 3600,  # a cutover, a failback and their waits fit in one session
         opts=pulumi.ResourceOptions(provider=provider),
     )
+
+
+def attach_operator(role: aws.iam.Role, regions: dict[str, StandbyRegion], provider: aws.Provider) -> None:
     for name, region in regions.items():
         aws.iam.RolePolicyAttachment(
             f"operator-{name}",
@@ -223,4 +227,3 @@ def operator_role(
             policy_arn=region.operator_policy.arn,
             opts=pulumi.ResourceOptions(provider=provider),
         )
-    return role

@@ -121,6 +121,32 @@ def restore_reader(
     ]  # fmt: skip
 
 
+# What the account's administrators keep over a MAC key (through IAM): manage it, never use it.
+KEY_ADMINISTRATION: Final = [
+    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
+    "kms:TagResource", "kms:UntagResource", "kms:EnableKey", "kms:DisableKey", "kms:UpdateKeyDescription",
+    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:ReplicateKey", "kms:UpdatePrimaryRegion",
+    "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant",
+]  # fmt: skip
+
+
+def mac_key_policy(account: str, signers: Sequence[str], verifiers: Sequence[str]) -> dict[str, Any]:
+    """The key policy of a MAC key: `signers` make and check MACs, `verifiers` only check them; the
+    account administers the key but cannot use it, so no IAM policy grants a MAC to anyone else."""
+    signers = [s for s in signers if s]
+    root = f"arn:aws:iam::{account}:root"
+    statements: list[Statement] = [
+        {"Sid": "Administer", "Effect": "Allow", "Principal": {"AWS": root}, "Action": KEY_ADMINISTRATION,
+         "Resource": "*"},
+        {"Sid": "Sign", "Effect": "Allow", "Principal": {"AWS": signers}, "Action": ["kms:GenerateMac", "kms:VerifyMac"],
+         "Resource": "*"},
+    ]  # fmt: skip
+    if verifiers:
+        statements.append({"Sid": "Verify", "Effect": "Allow", "Principal": {"AWS": list(verifiers)},
+                           "Action": ["kms:VerifyMac"], "Resource": "*"})  # fmt: skip
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 @dataclass(frozen=True)
 class OperatorRegion:
     """One region as the operator's runbooks see it: its standby manifest and what the manifest omits."""

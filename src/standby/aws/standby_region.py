@@ -42,6 +42,7 @@ class RegionArgs:
     domains: list[Domain]
     with_database: bool
     with_schedule: bool
+    operator_role_arn: pulumi.Input[str] = ""  # the runbooks' role: the only one that signs journals
     # The standby region's backup and runbook MAC keys, which the second region replicates.
     mac_primary_key_arns: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
@@ -202,6 +203,21 @@ class StandbyRegion(pulumi.ComponentResource):
                     backup_mac_key_arn=self.backup_mac.arn,
                     subnet_ids=[s.id for s in self.network.private_subnets],
                     security_group_id=self.network.backup_group.id,
+                ),
+                opts=child,
+            )
+        # Who may sign and verify with each MAC key, in the key's own policy: IAM policies of the account
+        # cannot widen it (standby.aws.duties.mac_key_policy).
+        readers = [self.restore_ahead.role.arn] if self.restore_ahead else []
+        for purpose, key, signers, verifiers in (
+            ("backup", self.backup_mac, [self.services.backup_role.arn, args.operator_role_arn], readers),
+            ("runbook", self.runbook_mac, [args.operator_role_arn], []),
+        ):
+            aws.kms.KeyPolicy(
+                f"{name}-{purpose}-mac-policy",
+                key_id=key.key_id,
+                policy=pulumi.Output.all(account, signers, verifiers).apply(
+                    lambda v: json.dumps(duties.mac_key_policy(v[0], v[1], v[2]))
                 ),
                 opts=child,
             )
