@@ -13,7 +13,8 @@ PolicyPack(
     policies=[
         StackValidationPolicy(
             name="standby-security-rules",
-            description="Backups locked down, databases private and kept, no wildcard IAM actions.",
+            description="Backups locked down, databases private and kept, no wildcard IAM actions, no task "
+            "role that can steer a recovery, an unguessable drill route, MAC keys only their writers can use.",
             validate=validate_stack,
         )
     ],

@@ -13,6 +13,8 @@ from standby.security_rules import (
     Declared,
     buckets_are_locked_down,
     databases_are_private_and_kept,
+    drill_route_is_unguessable,
+    mac_keys_have_their_own_policy,
     no_plaintext_secrets,
     only_the_operator_steers_a_recovery,
     policies_grant_no_wildcard_actions,
@@ -186,6 +188,48 @@ def test_the_duty_rule_catches_a_task_role_that_could_steer_a_recovery(
     operator = Declared("aws:iam/policy:Policy", "op", {"name": "app-standby-operator-us-east-2",
                                                         "policy": json.dumps({"Statement": BROAD_WRITER})})  # fmt: skip
     assert only_the_operator_steers_a_recovery([MODE, operator]) == []
+
+
+SECRET = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "closed-x"}
+
+
+@pytest.mark.parametrize(
+    ("conditions", "problems"),
+    [
+        ([{"httpHeader": {"httpHeaderName": "X-Standby-Drill", "values": ["acme-shop"]}}], 1),
+        ([{"httpHeader": {"httpHeaderName": "X-Standby-Drill", "values": [SECRET]}}], 0),
+        (SECRET, 0),
+        ([{"httpHeader": {"httpHeaderName": "X-Other", "values": ["plain"]}}], 0),
+    ],
+    ids=["the-app-name", "a-secret-value", "secret-as-a-whole", "another-header"],
+)
+def test_the_drill_route_rule_catches_a_guessable_header(conditions: Any, problems: int) -> None:
+    rule = Declared("aws:lb/listenerRule:ListenerRule", "drill", {"conditions": conditions})
+    found = drill_route_is_unguessable([rule])
+    assert len(found) == problems and all("guessable" in p for p in found)
+
+
+def _key_policy(root_actions: list[str]) -> Declared:
+    statements = [{"Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": root_actions},
+                  {"Principal": {"AWS": ["arn:aws:iam::1:role/op"]}, "Action": ["kms:GenerateMac"]}]  # fmt: skip
+    return Declared("aws:kms/keyPolicy:KeyPolicy", "p", {"policy": json.dumps({"Statement": statements})})
+
+
+@pytest.mark.parametrize(
+    ("policies", "problems"),
+    [
+        ([], 1),  # the default key policy: the account may do anything, IAM decides who signs
+        ([_key_policy(["kms:*"])], 1),
+        ([_key_policy(["kms:DescribeKey", "kms:GenerateMac"])], 1),
+        ([_key_policy(["kms:DescribeKey", "kms:PutKeyPolicy"])], 0),
+    ],
+    ids=["no-policy", "root-may-do-all", "root-may-sign", "root-administers"],
+)
+def test_the_mac_key_rule_catches_a_key_the_account_could_sign_with(
+    policies: list[Declared], problems: int
+) -> None:
+    key = Declared("aws:kms/key:Key", "mac", {"keyUsage": "GENERATE_VERIFY_MAC"})
+    assert len(mac_keys_have_their_own_policy([key, *policies])) == problems
 
 
 def test_the_secret_rule_catches_a_plain_value_and_accepts_a_secret_envelope() -> None:

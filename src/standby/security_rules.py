@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from standby.aws.access import Request, allows, statements_of
-from standby.names import METRICS_NAMESPACE
+from standby.names import DRILL_HEADER, METRICS_NAMESPACE
 
 SECRET_SIG_KEY: Final = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value
 BACKUP_WRITER: Final = "backup-writer"  # the backup task's inline policy (standby.aws.duties)
@@ -214,11 +214,57 @@ def only_the_operator_steers_a_recovery(resources: list[Declared]) -> list[str]:
     return problems
 
 
+def drill_route_is_unguessable(resources: list[Declared]) -> list[str]:
+    """The drill header's value (which reaches production data) is a secret, never plain text such as
+    the app's name."""
+    problems = []
+    for rule in _of(resources, "aws:lb/listenerRule:ListenerRule"):
+        conditions = rule.props.get("conditions")
+        if isinstance(conditions, Mapping) and SECRET_SIG_KEY in conditions:
+            continue  # secret as a whole
+        for condition in conditions or []:
+            header = condition.get("httpHeader") or {}
+            if header.get("httpHeaderName") == DRILL_HEADER and any(
+                not (isinstance(v, Mapping) and SECRET_SIG_KEY in v) for v in header.get("values", [])
+            ):
+                problems.append(
+                    f"listener rule {rule.name}: the {DRILL_HEADER} value is plain text, so guessable"
+                )
+    return problems
+
+
+def mac_keys_have_their_own_policy(resources: list[Declared]) -> list[str]:
+    """Each MAC key (and replica) has a key policy in which the account administers but cannot sign."""
+    keys = [k for k in _of(resources, "aws:kms/key:Key") if k.props.get("keyUsage") == "GENERATE_VERIFY_MAC"]
+    keys += _of(resources, "aws:kms/replicaKey:ReplicaKey")
+
+    def own(props: Mapping[str, Any]) -> bool:
+        try:
+            statements = json.loads(_unwrap(props.get("policy")) or "{}").get("Statement", [])
+        except (TypeError, ValueError):
+            return False
+        root = [s for s in statements if str((s.get("Principal") or {}).get("AWS", "")).endswith(":root")]
+        return bool(statements) and not any(
+            a == "*" or a.startswith("kms:*") or "Mac" in a
+            for s in root
+            for a in _listed(s.get("Action", []))
+        )
+
+    found = _companions(resources, "aws:kms/keyPolicy:KeyPolicy", own)
+    if found < len(keys):
+        return [
+            f"{len(keys) - found} of {len(keys)} MAC keys lack a key policy that keeps the account from signing"
+        ]
+    return []
+
+
 RULES: Final[dict[str, Rule]] = {
     "buckets-locked-down": buckets_are_locked_down,
     "databases-private-and-kept": databases_are_private_and_kept,
     "no-wildcard-actions": policies_grant_no_wildcard_actions,
     "only-the-operator-steers": only_the_operator_steers_a_recovery,
+    "drill-route-unguessable": drill_route_is_unguessable,
+    "mac-keys-have-their-own-policy": mac_keys_have_their_own_policy,
 }
 
 
