@@ -82,7 +82,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/apps/{app}/domains"): ("/apps/acme/domains", None),
     ("GET", "/apps/{app}/dynos"): ("/apps/acme/dynos", None),
     ("POST", "/apps/{app}/dynos/{dyno}/actions/stop"): ("/apps/acme/dynos/DYNO/actions/stop", {}),
-    ("POST", "/apps/{app}/releases"): ("/apps/acme/releases", {"release": "1"}),  # releases:rollback v1
+    ("POST", "/apps/{app}/releases"): ("/apps/acme/releases", {"release": "RELEASE"}),  # releases:rollback v1
     ("GET", "/apps/{app}/addon-attachments"): ("/apps/acme/addon-attachments", None),
     ("GET", "/apps/{app}/releases/{release}"): ("/apps/acme/releases/1", None),
     ("GET", "/account"): ("/account", None),
@@ -110,6 +110,8 @@ def test_the_fake_answers_each_route_in_the_schemas_shape_with_every_field(
     path, body = CALLS[route]
     if "DYNO" in path:
         path = path.replace("DYNO", next(n for n in fake.apps["acme"].dynos if n.startswith("run.")))
+    if isinstance(body, dict) and body.get("release") == "RELEASE":  # the API takes the release's id
+        body = {"release": fake.apps["acme"].releases[0]["id"]}
     if isinstance(body, dict) and body.get("addon") == "ADDON":
         body = {**body, "addon": fake.apps["acme"].postgres_addon_id}
     request = urllib.request.Request(

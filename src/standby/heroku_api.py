@@ -124,6 +124,25 @@ class HerokuClient:
         )
         return dict(found[0]) if found else None
 
+    def releases(self, app: str, newest: int = 50) -> list[dict[str, Any]]:
+        """The app's newest releases, newest first."""
+        found = self.request(
+            "GET",
+            f"/apps/{_q(app)}/releases",
+            headers={"Range": f"version ..; order=desc, max={newest}"},
+            every_page=False,
+        )
+        return [dict(r) for r in found]
+
+    def release(self, app: str, release: str) -> dict[str, Any]:
+        """One release, by id or version number."""
+        return dict(self.request("GET", f"/apps/{_q(app)}/releases/{_q(release)}"))
+
+    def rollback(self, app: str, release_id: str) -> dict[str, Any]:
+        """`heroku releases:rollback`: a new release running the slug and config of `release_id` (a
+        UUID). Not retried: a lost answer may have created the release (HerokuUncertain)."""
+        return dict(self.request("POST", f"/apps/{_q(app)}/releases", {"release": release_id}))
+
     def formation(self, app: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/apps/{_q(app)}/formation"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from standby import cli
 from standby.backup_store import S3Store
-from standby.commands.common import confirm, say
+from standby.commands.common import confirm, confirm_by_name, say
 from standby.errors import ConfigError
 from standby.primary_side import HerokuSide
 from standby.runbook.engine import Runbook, RunContext, RunOptions, Step, StepFailed
@@ -65,6 +65,7 @@ def run_runbook(
     steps: Callable[[RunbookEnv], list[Step]],
     cleanup: Callable[[RunbookEnv], list[Step]] | None = None,
     standby_side: StandbySideFactory = AwsStandby,
+    typed_confirmation: bool = False,  # the app's name typed, not y: for what changes production on Heroku
 ) -> int:
     if not args.app:
         raise ConfigError(["--app is required (or set STANDBY_APP)."])
@@ -106,7 +107,12 @@ def run_runbook(
         take_over=args.take_over,
     )
     try:
-        journal = runbook.run(RunContext(say=say), options, confirm=lambda q: confirm(q, False))
+        ask = (
+            (lambda q: confirm_by_name(manifest.app, q.rstrip("?")))
+            if typed_confirmation
+            else (lambda q: confirm(q, False))
+        )
+        journal = runbook.run(RunContext(say=say), options, confirm=ask)
     except StepFailed:
         failed = runbook.journals.load(manifest.app, name)
         if failed is not None:
@@ -116,7 +122,14 @@ def run_runbook(
         return cli.EXIT_OK if args.dry_run else cli.EXIT_FAILED
     _write(name, journal, args)
     doc = report_json(journal)
-    proofs = [f"data verified: {'yes' if doc['verified'] else 'NO'}"] if name != "switch_ai" else []
+    proofs = (
+        [f"data verified: {'yes' if doc['verified'] else 'NO'}"]
+        if name not in ("switch_ai", "rollback")
+        else []
+    )
+    if "new_release" in journal.facts:
+        proofs.append(f"v{journal.facts['from_release']['version']} -> v{journal.facts['new_release']['version']} "
+                      f"(running v{journal.facts['to_release']['version']}'s slug), healthy: {'yes' if doc['verified'] else 'NO'}")  # fmt: skip
     if "ai_live" in journal.facts:
         proofs.append(f"AI settings live: {'yes' if journal.facts['ai_live'] else 'NO'}")
     if journal.facts.get("dns_target"):

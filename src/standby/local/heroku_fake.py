@@ -126,6 +126,8 @@ class FakeApp:
     postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
+    release_phase: bool = False  # the Procfile declares `release:` (migrations): it runs on every release
+    release_phase_seconds: float = 0.3  # how long a release stays pending while its release phase runs
     dynos: dict[str, FakeDyno] = field(default_factory=dict)
     # The app's Heroku Postgres as attached to it: its own add-on, or one another app owns (Heroku lets
     # apps share a database). Name -> (add-on id, owning app's id and name).
@@ -168,19 +170,36 @@ class FakeApp:
         dyno = self.dynos[name] = FakeDyno(name, kind, command, work=work).start()
         return dyno
 
-    def release(self, description: str) -> None:
-        """What Heroku does on a config var change: a new release, which restarts the dynos."""
+    def release(self, description: str, slug: str | None = None, pending: float = 0.0) -> dict[str, Any]:
+        """What Heroku does on a config var change, a deploy or a rollback: a new release, which restarts
+        the dynos. With a release phase (`release_phase`) it stays `pending` for `pending` seconds, then
+        ends as `release_status` says; a failed one leaves the release before it current."""
         at = _now()
-        self.releases.append(
-            {"addon_plan_names": ["heroku-postgresql:standard-0"], "artifacts": [], "app": self.ref,
-             "created_at": at, "description": description, "id": str(uuid.uuid4()), "updated_at": at,
-             "slug": {"id": _uuid(f"{self.id}/slug")}, "status": self.release_status, "user": dict(OWNER),
-             "version": len(self.releases) + 1, "current": self.release_status == "succeeded",
-             "output_stream_url": None, "eligible_for_rollback": self.release_status == "succeeded"}
-        )  # fmt: skip
-        if self.release_status == "succeeded":  # a failed release leaves the one before it current
-            for older in self.releases[:-1]:
-                older["current"] = False
+        released: dict[str, Any] = {
+            "addon_plan_names": ["heroku-postgresql:standard-0"], "artifacts": [], "app": self.ref,
+            "created_at": at, "description": description, "id": str(uuid.uuid4()), "updated_at": at,
+            "slug": {"id": slug or _uuid(f"{self.id}/slug")}, "status": "pending", "user": dict(OWNER),
+            "version": len(self.releases) + 1, "current": False, "eligible_for_rollback": False,
+            "output_stream_url": f"https://busl.heroku.com/streams/{uuid.uuid4()}" if self.release_phase else None,
+        }  # fmt: skip
+        self.releases.append(released)
+
+        def finish() -> None:
+            released["status"], released["updated_at"] = self.release_status, _now()
+            if self.release_status == "succeeded":
+                for older in self.releases:
+                    older["current"] = older is released
+                released["eligible_for_rollback"] = True
+
+        if pending and self.release_phase:
+            threading.Timer(pending, finish).start()
+        else:
+            finish()
+        return released
+
+    def deploy(self, description: str) -> dict[str, Any]:
+        """`git push heroku`: a release of a new slug."""
+        return self.release(description, slug=str(uuid.uuid4()), pending=self.release_phase_seconds)
 
     @property
     def ref(self) -> dict[str, str]:
@@ -560,14 +579,27 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             self._send(200, found)
 
         def _rollback(self, app: FakeApp, body: Any) -> None:
-            """`heroku releases:rollback vN`: a new release running the named one's slug and config."""
+            """`heroku releases:rollback vN`: a new release running the named one's slug and config. The
+            API takes the release's id (the CLI looks the version up first), and refuses one that is not
+            eligible (it failed, or changed add-ons)."""
             wanted = str((body or {}).get("release", ""))
-            target = next((r for r in app.releases if wanted in (r["id"], str(r["version"]))), None)
+            target = next((r for r in app.releases if r["id"] == wanted), None)
             if target is None:
                 self._error(404, "not_found", "Couldn't find that release.")
                 return
-            app.release(f"Rollback to v{target['version']}")
-            self._send(201, app.releases[-1])
+            if not target["eligible_for_rollback"]:
+                self._error(
+                    422, "invalid_params", f"Release v{target['version']} is not eligible for rollback."
+                )
+                return
+            lost = fake.lose_answer(("POST", "releases"))
+            released = app.release(
+                f"Rollback to v{target['version']}", target["slug"]["id"], app.release_phase_seconds
+            )
+            if lost == "503":
+                self._error(503, "unavailable", "The service is temporarily unavailable.")
+                return
+            self._send(201, released)
 
         def _created(self, method: str, kind: str, transfer: dict[str, Any]) -> None:
             """201 with the transfer, or, when told to lose this answer, 503 after having acted (the harsh case)."""
