@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from standby.backup_store import S3Store
 from standby.commands import cutover, failback
@@ -653,11 +654,14 @@ def _as_the_app(scene: Scene) -> psycopg.Connection[tuple[object, ...]]:
         powers = conn.execute(
             "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'app_user'"
         ).fetchone()
-    assert owners == [("app_user",)] and database_owner == ("app_user",)
+    # The data is the app's; the database stays the master's: its comment is the restore marker.
+    assert owners == [("app_user",)] and database_owner != ("app_user",)
     assert powers == (False, False, False, False)
     app = psycopg.connect(url, autocommit=True)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("CREATE ROLE app_made_this")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # cannot forge the restore marker
+        app.execute("COMMENT ON DATABASE " + str(conninfo_to_dict(scene.standby)["dbname"]) + " IS 'forged'")
     return app
 
 
@@ -667,3 +671,19 @@ def _the_journal_is_signed_with_the_runbook_key(scene: Scene) -> None:
     local = json.loads((scene.journal / f"{scene.app}-cutover.json").read_text())
     assert mac.problem(remote) is None and mac.problem(local) is None
     assert JournalStore(scene.journal, S3Store(scene.manifest.backup_bucket), mac).load(scene.app, "cutover")
+
+
+def test_a_genuine_journal_put_back_from_an_older_run_cannot_make_a_resume_skip_the_fence(
+    scene: Scene,
+) -> None:
+    """The bucket keeps every version of a journal, each signed: one saying the fence was done is put back
+    while Heroku runs unfenced. The steps it calls done are checked against the world, not believed."""
+    old = KmsMac(str(scene.manifest.runbook_mac_key), scene.manifest.region).sign(
+        _journal_claiming_the_fence_done(scene)
+    )
+    S3Store(scene.manifest.backup_bucket).put_json(f"runbooks/{scene.app}/cutover/current.json", old)
+
+    run = scene.run(cutover.main, "--resume")
+
+    assert run.code == 0, run.output
+    assert "fence_primary: done in run" not in run.output and _fenced(scene)

@@ -210,8 +210,9 @@ def test_the_drill_route_rule_catches_a_guessable_header(conditions: Any, proble
 
 
 def _key_policy(root_actions: list[str]) -> Declared:
-    statements = [{"Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": root_actions},
-                  {"Principal": {"AWS": ["arn:aws:iam::1:role/op"]}, "Action": ["kms:GenerateMac"]}]  # fmt: skip
+    statements = [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": root_actions, "Resource": "*"},
+                  {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::1:role/op"]}, "Action": ["kms:GenerateMac"],
+                   "Resource": "*"}]  # fmt: skip
     return Declared("aws:kms/keyPolicy:KeyPolicy", "p", {"policy": json.dumps({"Statement": statements})})
 
 
@@ -221,9 +222,18 @@ def _key_policy(root_actions: list[str]) -> Declared:
         ([], 1),  # the default key policy: the account may do anything, IAM decides who signs
         ([_key_policy(["kms:*"])], 1),
         ([_key_policy(["kms:DescribeKey", "kms:GenerateMac"])], 1),
+        ([_key_policy(["kms:Gen*"])], 1),
+        ([_key_policy(["kms:DescribeKey", "kms:CreateGrant"])], 1),
         ([_key_policy(["kms:DescribeKey", "kms:PutKeyPolicy"])], 0),
     ],
-    ids=["no-policy", "root-may-do-all", "root-may-sign", "root-administers"],
+    ids=[
+        "no-policy",
+        "root-may-do-all",
+        "root-may-sign",
+        "root-may-sign-by-wildcard",
+        "root-may-grant",
+        "root-administers",
+    ],
 )
 def test_the_mac_key_rule_catches_a_key_the_account_could_sign_with(
     policies: list[Declared], problems: int

@@ -515,12 +515,16 @@ def test_only_their_writers_may_sign_with_the_mac_keys_whatever_iam_grants(
     }
     assert who(runbook, "kms:GenerateMac") == who(runbook, "kms:VerifyMac") == {roles["operator"]}
     for policy in policies.values():  # the account administers the keys, through IAM, but cannot use them
-        (admin,) = [
+        admin, *replicate = [
             s for s in policy["Statement"] if s["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
         ]
-        assert not [
-            a for a in admin["Action"] if a in ("kms:GenerateMac", "kms:VerifyMac") or a.endswith("*")
-        ]
+        forbidden = ("kms:GenerateMac", "kms:VerifyMac", "kms:CreateGrant", "kms:ReplicateKey")
+        assert not [a for a in admin["Action"] if a in forbidden or a.endswith("*")]
+        # A replica holds the same key material under its own policy: only the one in the second region.
+        assert [(s["Action"], s["Condition"]) for s in replicate] in (
+            [],
+            [(["kms:ReplicateKey"], {"StringEquals": {"kms:ReplicaRegion": "us-west-2"}})],
+        )
     assert {n.split("-")[0] for n in policies} == {"standby", "second"}  # the replicas have theirs too
 
 

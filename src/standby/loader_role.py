@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
+import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -38,7 +39,7 @@ class LoaderRole:
         with server.connect(autocommit=True) as conn:
             conn.execute(
                 sql.SQL("CREATE ROLE {} " + _ATTRIBUTES + " CONNECTION LIMIT 16 PASSWORD {}").format(
-                    sql.Identifier(role.name), sql.Literal(role.password)
+                    sql.Identifier(role.name), sql.Literal(_verifier(conn, role.name, role.password))
                 )
             )
             # Membership lets the server's user (an RDS master is no superuser) hand the objects back.
@@ -60,9 +61,23 @@ class LoaderRole:
         if owner is not None:
             owner.ensure(server)
         new_owner = sql.Identifier(owner.name) if owner else sql.SQL("CURRENT_USER")
+        db = sql.Identifier(database)
         with server.with_dbname(database).connect(autocommit=True) as conn:
             conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(self.name), new_owner))
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(self.name)))
+            # The database itself stays the server user's: its comment is the restore marker the restores and
+            # the cutover trust, which the app (or whoever takes its credential) must not be able to forge.
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(db))
+            # Undo what an archive could have set as the database's owner, and keep other roles out.
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(db))
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT -1 IS_TEMPLATE false").format(db))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            if owner is not None:
+                conn.execute(
+                    sql.SQL("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {} TO {}").format(db, new_owner)
+                )
+                if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'public'").fetchone():
+                    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(new_owner))
         drop_role(server, self.name)
 
 
@@ -91,13 +106,18 @@ class Owner:
             verb = "ALTER" if exists else "CREATE"
             conn.execute(
                 sql.SQL(verb + " ROLE {} " + _APP_ATTRIBUTES + " PASSWORD {}").format(
-                    sql.Identifier(self.name), sql.Literal(self.password)
+                    sql.Identifier(self.name), sql.Literal(_verifier(conn, self.name, self.password))
                 )
             )
             current = conn.execute("SELECT current_user").fetchone()
             if current and current[0] != self.name:
                 # Membership lets the server's user hand it objects and later rename or drop its databases.
                 conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(self.name)))
+
+
+def _verifier(conn: psycopg.Connection[tuple[object, ...]], role: str, password: str) -> str:
+    """The password as a SCRAM verifier, made here: a failed statement in the server's log shows no password."""
+    return bytes(conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")).decode()
 
 
 def drop_role(server: Database, name: str) -> None:

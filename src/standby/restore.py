@@ -372,7 +372,7 @@ def _start_pg_restore(
         stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, **request.server.env},
+        env={**os.environ, **database.env},  # the loader role's password, not the master's
     )
 
 
@@ -485,7 +485,10 @@ def _drop_leftovers(request: RestoreRequest, target: str, progress: Progress) ->
         drop_database(request.server, name)
     for role in leftover_roles(request.server):
         progress(f"dropping the role {role}, left by an interrupted restore")
-        drop_role(request.server, role)
+        try:
+            drop_role(request.server, role)
+        except psycopg.Error as exc:  # it still owns something: leave it, and say so; the restore goes on
+            progress(f"  {role} stays: {type(exc).__name__}; drop it by hand once nothing depends on it")
     with request.server.connect(autocommit=True) as conn:
         row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", [target]).fetchone()
         if row is not None and not row[0]:

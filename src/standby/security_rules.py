@@ -243,12 +243,17 @@ def mac_keys_have_their_own_policy(resources: list[Declared]) -> list[str]:
             statements = json.loads(_unwrap(props.get("policy")) or "{}").get("Statement", [])
         except (TypeError, ValueError):
             return False
-        root = [s for s in statements if str((s.get("Principal") or {}).get("AWS", "")).endswith(":root")]
-        return bool(statements) and not any(
-            a == "*" or a.startswith("kms:*") or "Mac" in a
-            for s in root
-            for a in _listed(s.get("Action", []))
-        )
+        root = [
+            {k: v for k, v in s.items() if k != "Principal"}
+            for s in statements
+            if any(
+                str(p).endswith(":root") or p == "*"
+                for p in _listed((s.get("Principal") or {}).get("AWS", []))
+            )
+        ]
+        # Evaluated, not pattern-matched: kms:Gen*, a lowercase action or a grant are the same right.
+        dangerous = ("kms:GenerateMac", "kms:VerifyMac", "kms:CreateGrant", "kms:ReplicateKey")
+        return bool(statements) and not any(allows(root, Request(a, "*")) for a in dangerous)
 
     found = _companions(resources, "aws:kms/keyPolicy:KeyPolicy", own)
     if found < len(keys):

@@ -123,16 +123,33 @@ def restore_reader(
 
 # What the account's administrators keep over a MAC key (through IAM): manage it, never use it.
 KEY_ADMINISTRATION: Final = [
-    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags",
-    "kms:TagResource", "kms:UntagResource", "kms:EnableKey", "kms:DisableKey", "kms:UpdateKeyDescription",
-    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:ReplicateKey", "kms:UpdatePrimaryRegion",
-    "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant",
-]  # fmt: skip
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:UpdateKeyDescription",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:UpdatePrimaryRegion",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:UpdateAlias",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+]  # fmt: skip  (no CreateGrant: a grant would hand out GenerateMac past this policy)
 
 
-def mac_key_policy(account: str, signers: Sequence[str], verifiers: Sequence[str]) -> dict[str, Any]:
+def mac_key_policy(
+    account: str, signers: Sequence[str], verifiers: Sequence[str], replica_region: str | None = None
+) -> dict[str, Any]:
     """The key policy of a MAC key: `signers` make and check MACs, `verifiers` only check them; the
-    account administers the key but cannot use it, so no IAM policy grants a MAC to anyone else."""
+    account administers the key but cannot use it, so no IAM policy grants a MAC to anyone else. A replica
+    shares the key material under a policy of its own: the primary replicates to `replica_region` only."""
     signers = [s for s in signers if s]
     root = f"arn:aws:iam::{account}:root"
     statements: list[Statement] = [
@@ -141,6 +158,10 @@ def mac_key_policy(account: str, signers: Sequence[str], verifiers: Sequence[str
         {"Sid": "Sign", "Effect": "Allow", "Principal": {"AWS": signers}, "Action": ["kms:GenerateMac", "kms:VerifyMac"],
          "Resource": "*"},
     ]  # fmt: skip
+    if replica_region:
+        statements.append({"Sid": "ReplicateToTheSecondRegion", "Effect": "Allow", "Principal": {"AWS": root},
+                           "Action": ["kms:ReplicateKey"], "Resource": "*",
+                           "Condition": {"StringEquals": {"kms:ReplicaRegion": replica_region}}})  # fmt: skip
     if verifiers:
         statements.append({"Sid": "Verify", "Effect": "Allow", "Principal": {"AWS": list(verifiers)},
                            "Action": ["kms:VerifyMac"], "Resource": "*"})  # fmt: skip

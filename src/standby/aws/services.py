@@ -174,7 +174,7 @@ class StandbyServices(pulumi.ComponentResource):
                         mac_key_arn=args.backup_mac_key_arn,
                     ),
                     primary_database_secret=self.primary_database_secret.arn,
-                    standby_database_secret=args.database_url_secret_arn,
+                    standby_database_secret=args.app_database_url_secret_arn,  # the app's role, not master
                 )
             ),
             opts=child,

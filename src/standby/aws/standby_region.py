@@ -209,6 +209,7 @@ class StandbyRegion(pulumi.ComponentResource):
         # Who may sign and verify with each MAC key, in the key's own policy: IAM policies of the account
         # cannot widen it (standby.aws.duties.mac_key_policy).
         readers = [self.restore_ahead.role.arn] if self.restore_ahead else []
+        replica_region = config.regions.second if args.mac_primary_key_arns is None else None
         for purpose, key, signers, verifiers in (
             ("backup", self.backup_mac, [self.services.backup_role.arn, args.operator_role_arn], readers),
             ("runbook", self.runbook_mac, [args.operator_role_arn], []),
@@ -217,7 +218,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 f"{name}-{purpose}-mac-policy",
                 key_id=key.key_id,
                 policy=pulumi.Output.all(account, signers, verifiers).apply(
-                    lambda v: json.dumps(duties.mac_key_policy(v[0], v[1], v[2]))
+                    lambda v: json.dumps(duties.mac_key_policy(v[0], v[1], v[2], replica_region))
                 ),
                 opts=child,
             )

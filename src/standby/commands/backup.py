@@ -103,8 +103,10 @@ def _live_source(context: StoreContext, source_url: str | None) -> tuple[str, st
     if manifest is not None:
         place = live_side.live_place(manifest)
         if place == manifest.region:
-            # After a cutover the app writes here: the chain of backups goes on from this database.
-            return read_database_url(manifest, manifest.region), f"standby:{place}"
+            # After a cutover the app writes here: the chain of backups goes on from this database, read
+            # as the app's role (owner of the data), never with the master user's credential.
+            url = AwsStandby(manifest).app_database_url() or read_database_url(manifest, manifest.region)
+            return url, f"standby:{place}"
         if place != live_side.HEROKU:
             print(f"not backing up: {context.app} is live in {place}; the schedule there backs it up.")
             return None

@@ -41,7 +41,19 @@ class LocalPostgres:
         self._server = get_server(
             Path(self._folder.name) / "data", cleanup_mode="stop" if self._background else "delete"
         )
+        self._require_passwords()
         return self
+
+    def _require_passwords(self) -> None:
+        """The wheel trusts every local connection; RDS asks for passwords. The roles standby makes (a
+        restore's loader role, the app's role) must give theirs here too, or a password that goes missing
+        on the way to pg_restore would pass here and fail on RDS."""
+        hba = Path(self._server.pgdata) / "pg_hba.conf"
+        rule = "local all /^(standby_restore_.*|app_user)$ scram-sha-256\n"
+        hba.write_text(rule + hba.read_text())
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
         if self._server is not None:

@@ -212,7 +212,10 @@ class Runbook:
 
     def _run_step(self, step: Step, ctx: RunContext, journal: Journal) -> None:
         record = journal.record(step.name)
-        if record is not None and record.outcome in ("done", "already done"):
+        # A journal says what a run did; the world says whether it holds. A step the journal calls done is
+        # skipped only when the world still shows it done (a journal put back from an older run, or a fence
+        # undone by hand, must not make a resume skip the fence).
+        if record is not None and record.outcome in ("done", "already done") and step.is_done(ctx):
             ctx.say(f"- {step.name}: done in run {journal.run_id} already; skipped")
             return
         started = time.time()
