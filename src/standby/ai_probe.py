@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import anthropic
-import openai
-
 from standby.config.models import AiProvider
 from standby.errors import SafetyRefusal
 
@@ -23,6 +20,11 @@ def probe(
 ) -> list[str]:
     """The provider's models, or SafetyRefusal naming what failed. The error never quotes the provider's
     message: some echo part of the key."""
+    # Imported here, not with the module: the SDKs take a second to import, and every runbook command
+    # (the cutover imports the AI switch) would pay it at start even when no AI provider is switched.
+    import anthropic
+    import openai
+
     try:
         available = _list_models(provider, api_key, base_url, timeout)
     except (openai.APITimeoutError, anthropic.APITimeoutError):
@@ -43,6 +45,9 @@ def probe(
 
 
 def _list_models(provider: AiProvider, api_key: str, base_url: str | None, timeout: float) -> list[str]:
+    import anthropic
+    import openai
+
     if provider is AiProvider.OPENAI:
         client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
         return [m.id for m in client.models.list()]
