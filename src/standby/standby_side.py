@@ -165,9 +165,12 @@ class AwsStandby:
         if not secret:
             return None
         try:
-            return str(self.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
+            return self._secret_value(secret)
         except AWS_ERRORS as exc:
             raise aws_failure(exc, f"reading the app's database URL secret {secret}") from None
+
+    def _secret_value(self, secret: str) -> str:
+        return str(self.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
 
     def app_owner(self) -> Owner | None:
         """The application role restored data is handed to; None: the master user keeps it."""
@@ -187,7 +190,7 @@ class AwsStandby:
         if not secret:
             return None
         try:
-            return str(self.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"])
+            return self._secret_value(secret)
         except AWS_ERRORS as exc:
             if (
                 isinstance(exc, ClientError) and error_code(exc) == "ResourceNotFoundException"

@@ -65,34 +65,29 @@ class StandbyDatabase(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
-        self.url_secret = aws.secretsmanager.Secret(
-            f"{name}-url",
-            name=f"standby/{args.app}/database-url",
-            description=f"DATABASE_URL of {args.app}'s standby database",
-            opts=child,
-        )
+        # Two URLs: the master user's, for the runbooks and the restores; the application role's, which owns
+        # the data (the restores create it and hand it the restored database, standby.loader_role), for the
+        # app's and the drill's tasks.
+        self.url_secret = self._url_secret(
+            f"{name}-url", f"standby/{args.app}/database-url", USER, password.result,
+            f"DATABASE_URL of {args.app}'s standby database, as its master user",
+        )  # fmt: skip
+        app_password = random.RandomPassword(f"{name}-app-password", length=40, special=False, opts=child)
+        self.app_url_secret = self._url_secret(
+            f"{name}-app-url", f"standby/{args.app}/app-database-url", APP_ROLE, app_password.result,
+            f"DATABASE_URL of {args.app} on the standby: the application role, not the master user",
+        )  # fmt: skip
+        self.register_outputs({"endpoint": self.instance.address, "urlSecret": self.url_secret.arn})
+
+    def _url_secret(
+        self, name: str, secret_name: str, user: str, password: pulumi.Output[str], description: str
+    ) -> aws.secretsmanager.Secret:
+        child = pulumi.ResourceOptions(parent=self)
+        secret = aws.secretsmanager.Secret(name, name=secret_name, description=description, opts=child)
         url = pulumi.Output.concat(
-            "postgres://", USER, ":", password.result, "@", self.instance.address, ":",
+            "postgres://", user, ":", password, "@", self.instance.address, ":",
             self.instance.port.apply(str), "/", DBNAME, "?sslmode=require",
         )  # fmt: skip
         # The password is a secret output, and so is every value built from it: the URL stays encrypted.
-        aws.secretsmanager.SecretVersion(
-            f"{name}-url-value", secret_id=self.url_secret.id, secret_string=url, opts=child
-        )
-        # The app's own: the application role that owns the data (the restores create it and hand it the
-        # restored database, standby.loader_role); never the master user above.
-        app_password = random.RandomPassword(f"{name}-app-password", length=40, special=False, opts=child)
-        self.app_url_secret = aws.secretsmanager.Secret(
-            f"{name}-app-url",
-            name=f"standby/{args.app}/app-database-url",
-            description=f"DATABASE_URL of {args.app} on the standby: the application role, not the master user",
-            opts=child,
-        )
-        app_url = pulumi.Output.concat(
-            "postgres://", APP_ROLE, ":", app_password.result, "@", self.instance.address, ":",
-            self.instance.port.apply(str), "/", DBNAME, "?sslmode=require",
-        )  # fmt: skip
-        aws.secretsmanager.SecretVersion(
-            f"{name}-app-url-value", secret_id=self.app_url_secret.id, secret_string=app_url, opts=child
-        )
-        self.register_outputs({"endpoint": self.instance.address, "urlSecret": self.url_secret.arn})
+        aws.secretsmanager.SecretVersion(f"{name}-value", secret_id=secret.id, secret_string=url, opts=child)
+        return secret

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pulumi
 
@@ -65,6 +65,27 @@ class BackupPlace:
     bucket_arn: pulumi.Input[str]
     bucket_key_arn: pulumi.Input[str]  # the bucket's SSE-KMS key
     mac_key_arn: pulumi.Input[str]  # signs backup manifests (standby.integrity)
+
+    @classmethod
+    def of(cls, args: _HasBackupPlace) -> BackupPlace:
+        """The place a component's arguments name (StandbyServices', RestoreAhead's)."""
+        return cls(args.app, args.region, args.account, args.backup_bucket_arn, args.backup_key_arn,
+                   args.backup_mac_key_arn)  # fmt: skip
+
+
+class _HasBackupPlace(Protocol):
+    @property
+    def app(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def account(self) -> pulumi.Input[str]: ...
+    @property
+    def backup_bucket_arn(self) -> pulumi.Input[str]: ...
+    @property
+    def backup_key_arn(self) -> pulumi.Input[str]: ...
+    @property
+    def backup_mac_key_arn(self) -> pulumi.Input[str]: ...
 
 
 def backup_writer(

@@ -54,14 +54,7 @@ class RestoreAhead(pulumi.ComponentResource):
             role=self.role.id,
             policy=document(
                 duties.restore_reader(
-                    BackupPlace(
-                        app=args.app,
-                        region=args.region,
-                        account=args.account,
-                        bucket_arn=args.backup_bucket_arn,
-                        bucket_key_arn=args.backup_key_arn,
-                        mac_key_arn=args.backup_mac_key_arn,
-                    ),
+                    BackupPlace.of(args),
                     database_secrets=[args.database_url_secret_arn, args.app_database_url_secret_arn],
                     lock_table_arn=args.lock_table_arn,
                 )

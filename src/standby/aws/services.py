@@ -165,14 +165,7 @@ class StandbyServices(pulumi.ComponentResource):
             role=self.backup_role.id,
             policy=document(
                 duties.backup_writer(
-                    BackupPlace(
-                        app=args.app,
-                        region=args.region,
-                        account=args.account,
-                        bucket_arn=args.backup_bucket_arn,
-                        bucket_key_arn=args.backup_key_arn,
-                        mac_key_arn=args.backup_mac_key_arn,
-                    ),
+                    BackupPlace.of(args),
                     primary_database_secret=self.primary_database_secret.arn,
                     standby_database_secret=args.app_database_url_secret_arn,  # the app's role, not master
                 )
