@@ -53,6 +53,10 @@ class LocalPostgres:
         hba.write_text(rule + hba.read_text())
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute("SET password_encryption = 'scram-sha-256'")
+            # A throwaway server: nothing it holds must survive a crash of this machine, so it skips what
+            # only durability needs (the tests copy gigabytes of template databases through it).
+            for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+                conn.execute(f"ALTER SYSTEM SET {setting} = off")
             conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
