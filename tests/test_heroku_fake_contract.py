@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from standby.local.heroku_fake import ACCEPT_VERSION, PLATFORM_ROUTES, FakeApp, HerokuFake
+from standby.local.postgres import LocalPostgres
 
 SCHEMA_PATH = Path(__file__).parent / "fixtures" / "heroku-platform-api-schema.json"
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
@@ -56,10 +57,11 @@ def _missing(answer: Any, schema: dict[str, Any], where: str = "") -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[HerokuFake]:
+def fake(pg_server: LocalPostgres) -> Iterator[HerokuFake]:
+    database = pg_server.create_database("contract")  # a follower made through the API copies it
     with HerokuFake(TOKEN) as api:
         app = api.add_app(
-            FakeApp("acme", config_vars={"DATABASE_URL": "postgres://x"}, domains=["www.acme.example"],
+            FakeApp("acme", config_vars={"DATABASE_URL": database}, domains=["www.acme.example"],
                     formation={"web": {"quantity": 1, "size": "Standard-2X"}})
         )  # fmt: skip
         app.release("Initial release")
@@ -90,6 +92,10 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/addon-attachments"): (
         "/addon-attachments",
         {"addon": "ADDON", "app": "acme", "name": "DATABASE", "confirm": "acme"},
+    ),
+    ("POST", "/apps/{app}/addons"): (
+        "/apps/acme/addons",
+        {"plan": {"name": "heroku-postgresql:standard-0"}, "config": {"follow": "DATABASE_URL"}},
     ),
     ("POST", "/actions/addon-attachments/resolve"): (
         "/actions/addon-attachments/resolve",

@@ -32,6 +32,8 @@ from standby.pg_url import Database
 
 # Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
 EXCLUDED_SCHEMAS: Final = ("_heroku",)
+# Set on the source database by recover_db.py while it restores into it (runbooks/recover_db.py).
+RECOVERING_SETTING: Final = "standby.recovering"
 DEFAULT_COMPRESSION: Final = "gzip:1"  # fast, and every pg_restore reads it
 DEFAULT_PART_SIZE: Final = 16 * MIB
 
@@ -91,10 +93,19 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             phase = "exporting the snapshot"
             row = conn.execute(
                 "SELECT pg_export_snapshot(), now(), current_setting('server_version'),"
-                " current_setting('server_version_num')::int, pg_database_size(current_database())"
+                " current_setting('server_version_num')::int, pg_database_size(current_database()),"
+                " current_setting(%s, true)",
+                [RECOVERING_SETTING],
             ).fetchone()
             assert row is not None
-            snapshot, snapshot_at, server_version, server_num, db_size = row
+            snapshot, snapshot_at, server_version, server_num, db_size, recovering = row
+            if recovering:
+                raise BackupFailed(
+                    "exporting the snapshot",
+                    f"a database recovery on Heroku (recover_db run {recovering}) is restoring into this database, "
+                    "so a dump now would hold half of it. Backups take it again when the recovery ends; an "
+                    "interrupted one finishes with `python scripts/recover_db.py from-backup ... --resume`.",
+                )
             phase = "checking pg_dump"
             require_at_least(
                 request.pg_dump,

@@ -172,6 +172,40 @@ class HerokuClient:
             raise HerokuNotFound(f"{app} has no Heroku Postgres add-on attached as DATABASE_URL.")
         return dict(found[0]["addon"])
 
+    def addons(self, app: str) -> list[dict[str, Any]]:
+        """The add-ons the app owns or has attached."""
+        return list(self.request("GET", f"/apps/{_q(app)}/addons"))
+
+    def addon_attachments(self, app: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/apps/{_q(app)}/addon-attachments"))
+
+    def create_addon(self, app: str, plan: str, config: Mapping[str, str]) -> dict[str, Any]:
+        """`heroku addons:create PLAN -- --follow X` or `--rollback X --to T`. Not retried: a lost answer
+        may have created the add-on (HerokuUncertain); its caller looks for it instead."""
+        body = {"plan": {"name": plan}, "config": dict(config), "attachment": {}}
+        return dict(self.request("POST", f"/apps/{_q(app)}/addons", body))
+
+    def attach_addon(self, app: str, addon_id: str, name: str | None = None) -> dict[str, Any]:
+        """`POST /addon-attachments`, as `heroku pg:promote` sends it: under `name` (replacing the add-on
+        attached so, confirmed with the app's name), or under a name Heroku picks. Not retried."""
+        body: dict[str, Any] = {"addon": {"id": addon_id}, "app": {"name": app}, "confirm": app}
+        if name:
+            body["name"] = name
+        return dict(self.request("POST", "/addon-attachments", body))
+
+    def database_info(self, addon_id: str) -> dict[str, Any]:
+        """What `heroku pg:info` shows: `info` entries (Following, Behind By, Rollback, ...), `following`."""
+        return dict(self.request("GET", f"/client/v11/databases/{_q(addon_id)}", base=self.data_api_url))
+
+    def database_wait_status(self, addon_id: str) -> dict[str, Any]:
+        """What `heroku pg:wait` polls: `waiting?`, `message`, `error?`."""
+        path = f"/client/v11/databases/{_q(addon_id)}/wait_status"
+        return dict(self.request("GET", path, base=self.data_api_url))
+
+    def unfollow(self, addon_id: str) -> None:
+        """`heroku pg:unfollow`: the follower stops following its leader and takes writes."""
+        self.request("PUT", f"/client/v11/databases/{_q(addon_id)}/unfollow", base=self.data_api_url)
+
     def restore_database(self, addon_id: str, backup_url: str) -> dict[str, Any]:
         """Start `pg:backups:restore URL`: Heroku replaces the database's contents with the dump at the URL."""
         path = f"/client/v11/databases/{_q(addon_id)}/restores"

@@ -130,6 +130,16 @@ def run_runbook(
     if "new_release" in journal.facts:
         proofs.append(f"v{journal.facts['from_release']['version']} -> v{journal.facts['new_release']['version']} "
                       f"(running v{journal.facts['to_release']['version']}'s slug), healthy: {'yes' if doc['verified'] else 'NO'}")  # fmt: skip
+    if "target_db" in journal.facts:
+        lag = journal.facts.get("lag_at_promotion")
+        proofs.append(
+            f"DATABASE is {journal.facts['target_db']['name']}"
+            + (f" (it was behind by {lag})" if lag else "")
+        )
+    elif "backup_id" in journal.facts and name == "recover_db":
+        proofs.append(
+            f"DATABASE holds backup {journal.facts['backup_id']}, Heroku's own of before: {journal.facts.get('heroku_backup')}"
+        )
     if "ai_live" in journal.facts:
         proofs.append(f"AI settings live: {'yes' if journal.facts['ai_live'] else 'NO'}")
     if journal.facts.get("dns_target"):

@@ -21,10 +21,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote
+
+from standby.local.heroku_postgres_fake import COLORS, FakeDatabase
 
 ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
@@ -52,7 +55,22 @@ PLATFORM_ROUTES: Final = (
     ("GET", "/account"),
     ("GET", "/addon-attachments"),
     ("POST", "/addon-attachments"),
+    ("POST", "/apps/{app}/addons"),
 )
+
+
+def _identity(value: Any) -> str:
+    """An identity as the API takes it: a string, or an object with its id or name."""
+    if isinstance(value, dict):
+        return str(value.get("id") or value.get("name") or "")
+    return str(value or "")
+
+
+def _moment(text: str) -> float:
+    """A time as `--to` takes it (`2026-12-01 10:15:00+00`, ISO, or with ` UTC`); ValueError if not one."""
+    text = text.strip().removesuffix(" UTC").removesuffix("UTC")
+    moment = datetime.fromisoformat(text + ("00" if re.search(r"[+-]\d\d$", text) else ""))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _now() -> str:
@@ -123,30 +141,68 @@ class FakeApp:
     config_vars: dict[str, str] = field(default_factory=dict)
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
     domains: list[str] = field(default_factory=list)
-    postgres_addon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
     release_phase: bool = False  # the Procfile declares `release:` (migrations): it runs on every release
     release_phase_seconds: float = 0.3  # how long a release stays pending while its release phase runs
     dynos: dict[str, FakeDyno] = field(default_factory=dict)
-    # The app's Heroku Postgres as attached to it: its own add-on, or one another app owns (Heroku lets
-    # apps share a database). Name -> (add-on id, owning app's id and name).
-    attachments: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # The Heroku Postgres add-ons the app owns, by id (the first is made with the app, attached as
+    # DATABASE), and its attachments by name: its own add-ons or another app's (apps may share one).
+    databases: dict[str, FakeDatabase] = field(default_factory=dict)
+    attachments: dict[str, FakeDatabase] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scale_dynos()
-        self.attachments.setdefault("DATABASE", (self.postgres_addon_id, self.ref))
+        if not self.databases:
+            first = FakeDatabase(
+                self.config_vars.get("DATABASE_URL", ""), self.ref, name=f"postgresql-{self.name}"
+            )
+            self.databases[first.id] = first
+            self.attachments.setdefault("DATABASE", first)
+
+    @property
+    def postgres_addon_id(self) -> str:
+        """The add-on the app was made with."""
+        return next(iter(self.databases))
+
+    @property
+    def database(self) -> FakeDatabase:
+        """The add-on attached as DATABASE now."""
+        return self.attachments["DATABASE"]
 
     def attach(self, owner: FakeApp, name: str = "DATABASE") -> None:
         """`heroku addons:attach <owner's database> --as DATABASE`: this app uses the owner's database."""
-        self.attachments[name] = (owner.postgres_addon_id, owner.ref)
+        self.attach_database(owner.databases[owner.postgres_addon_id], name)
+
+    def attach_database(self, database: FakeDatabase, name: str | None = None) -> str:
+        """What Heroku does for `POST /addon-attachments`: the attachment, its config var `<NAME>_URL` and
+        the releases that restart the dynos with it ("Detach NAME" of the add-on it replaces, then "Attach
+        NAME"). Without a name, Heroku picks a color (HEROKU_POSTGRESQL_<COLOR>)."""
+        name = name or next(
+            f"HEROKU_POSTGRESQL_{c}" for c in COLORS if f"HEROKU_POSTGRESQL_{c}" not in self.attachments
+        )
+        replaced = self.attachments.get(name)
+        if replaced is not None and replaced is not database:
+            self.release(f"Detach {name} (@ref:{replaced.name})")
+        self.attachments[name] = database
+        self.config_vars[f"{name}_URL"] = database.url
+        self.release(f"Attach {name} (@ref:{database.name})")
+        return name
+
+    def add_follower(self, behind_by: int = 0) -> FakeDatabase:
+        """`heroku addons:create heroku-postgresql:PLAN --follow DATABASE_URL`, provisioned already."""
+        follower = FakeDatabase.follower_of(self.database)
+        follower.ready_at, follower.behind_by = 0.0, behind_by
+        self.databases[follower.id] = follower
+        self.attach_database(follower)
+        return follower
 
     def attachments_json(self) -> list[dict[str, Any]]:
         return [
-            {"addon": {"id": addon, "name": f"postgresql-{owner['name']}", "app": dict(owner)}, "app": self.ref,
+            {"addon": {"id": db.id, "name": db.name, "app": dict(db.owner)}, "app": self.ref,
              "created_at": CREATED, "id": _uuid(f"{self.id}/{name}"), "log_input_url": None, "name": name,
              "namespace": None, "updated_at": CREATED, "web_url": None}
-            for name, (addon, owner) in sorted(self.attachments.items())
+            for name, db in sorted(self.attachments.items())
         ]  # fmt: skip
 
     def scale_dynos(self) -> None:
@@ -236,25 +292,19 @@ class FakeApp:
         ]
 
     def addons_json(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "actions": [],
-                "addon_service": {"id": _uuid("heroku-postgresql"), "name": "heroku-postgresql"},
-                "billing_entity": {"id": self.id, "name": self.name, "type": "app"},
-                "app": self.ref,
-                "billed_price": {"cents": 5000, "contract": False, "unit": "month"},
-                "config_vars": ["DATABASE_URL"],
-                "created_at": CREATED,
-                "id": self.postgres_addon_id,
-                "name": f"postgresql-{self.name}",
-                "plan": {"id": _uuid("standard-0"), "name": "heroku-postgresql:standard-0"},
-                "provider_id": f"resource{self.postgres_addon_id[:8]}@heroku.com",
-                "provision_message": "",
-                "state": "provisioned",
-                "updated_at": CREATED,
-                "web_url": None,
-            }
-        ]
+        return [self.addon_json(db) for db in self.databases.values()]
+
+    def addon_json(self, db: FakeDatabase) -> dict[str, Any]:
+        return {
+            "actions": [], "addon_service": {"id": _uuid("heroku-postgresql"), "name": "heroku-postgresql"},
+            "billing_entity": {"id": self.id, "name": self.name, "type": "app"}, "app": self.ref,
+            "billed_price": {"cents": 5000, "contract": False, "unit": "month"},
+            "config_vars": sorted(f"{n}_URL" for n, d in self.attachments.items() if d is db),
+            "created_at": CREATED, "id": db.id, "name": db.name,
+            "plan": {"id": _uuid(db.plan), "name": f"heroku-postgresql:{db.plan}"},
+            "provider_id": f"resource{db.id[:8]}@heroku.com", "provision_message": "",
+            "state": "provisioning" if db.waiting else "provisioned", "updated_at": CREATED, "web_url": None,
+        }  # fmt: skip
 
     def domains_json(self) -> list[dict[str, Any]]:
         default = f"{self.name}.herokuapp.com"
@@ -357,6 +407,23 @@ class HerokuFake:
     def find(self, ident: str) -> FakeApp | None:
         return self.apps.get(ident) or next((a for a in self.apps.values() if a.id == ident), None)
 
+    def database(self, ident: str) -> FakeDatabase | None:
+        """A Heroku Postgres add-on of any app, by id or name."""
+        return next(
+            (d for a in self.apps.values() for d in a.databases.values() if ident in (d.id, d.name)), None
+        )
+
+    def url_of(self, database: FakeDatabase) -> str:
+        """Where the database is reached: as the app that uses it as DATABASE has it in its config (a test
+        may have rotated it there), else the add-on's own URL."""
+        for app in self.apps.values():
+            if app.attachments.get("DATABASE") is database and app.config_vars.get("DATABASE_URL"):
+                return app.config_vars["DATABASE_URL"]
+        return database.url
+
+    def owner_of(self, database: FakeDatabase) -> FakeApp:
+        return self.apps[database.owner["name"]]
+
 
 def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -373,6 +440,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             payload = json.dumps(body).encode()
@@ -494,27 +564,32 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._patch_formation(app, body)
             elif route == ("GET", "addons"):
                 self._send(200, app.addons_json())
+            elif route == ("POST", "addons"):
+                self._create_addon(app, body or {})
             elif route == ("GET", "domains"):
                 self._send(200, app.domains_json())
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
 
         def _data_api(self, method: str, parts: list[str], body: Any) -> None:
-            """The Heroku Postgres API subset behind `heroku pg:backups:restore URL` and `pg:backups:capture`."""
-            if method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "restores":
-                app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
-                if app is None:
-                    self._error(404, "not_found", "Couldn't find that database.")
-                    return
-                transfer = _restore_from_url(fake, str((body or {}).get("backup_url", "")), app)
+            """The Heroku Postgres API subset behind `heroku pg:backups:restore URL`, `pg:backups:capture`,
+            `pg:info`, `pg:wait` and `pg:unfollow`."""
+            database = fake.database(parts[1]) if len(parts) >= 2 and parts[0] == "databases" else None
+            if parts[:1] == ["databases"] and database is None:
+                self._error(404, "not_found", "Couldn't find that database.")
+                return
+            if method == "POST" and len(parts) == 3 and database and parts[2] == "restores":
+                transfer = _restore_from_url(fake, str((body or {}).get("backup_url", "")), database)
                 self._created(method, "restores", transfer)
-            elif method == "POST" and len(parts) == 3 and parts[0] == "databases" and parts[2] == "backups":
-                app = next((a for a in fake.apps.values() if a.postgres_addon_id == parts[1]), None)
-                if app is None:
-                    self._error(404, "not_found", "Couldn't find that database.")
-                    return
-                transfer = _capture(fake, app)
-                self._created(method, "backups", transfer)
+            elif method == "POST" and len(parts) == 3 and database and parts[2] == "backups":
+                self._created(method, "backups", _capture(fake, database))
+            elif method == "GET" and len(parts) == 2 and database:
+                self._send(200, database.info_json())
+            elif method == "GET" and len(parts) == 3 and database and parts[2] == "wait_status":
+                self._send(200, database.wait_status_json())
+            elif method == "PUT" and len(parts) == 3 and database and parts[2] == "unfollow":
+                database.unfollow()
+                self._send(200, {"message": "unfollowed"})
             elif method == "GET" and len(parts) == 3 and parts[0] == "apps" and parts[2] == "transfers":
                 app = fake.find(parts[1])
                 if app is None:
@@ -550,23 +625,57 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._send(200, page)
 
         def _attach(self, body: dict[str, Any]) -> None:
-            """`POST /addon-attachments`: attach an add-on to an app under a name (replacing one of that name,
-            with `confirm`, as `heroku pg:promote` does for DATABASE)."""
-            app = fake.find(str(body.get("app", "")))
-            owner = next((a for a in fake.apps.values() if a.postgres_addon_id == body.get("addon")), None)
-            if app is None or owner is None:
+            """`POST /addon-attachments`: attach an add-on to an app under a name, or a color when none is
+            given (replacing one of that name takes `confirm`, as `heroku pg:promote` sends for DATABASE)."""
+            app = fake.find(_identity(body.get("app")))
+            database = fake.database(_identity(body.get("addon")))
+            if app is None or database is None:
                 self._error(404, "not_found", "Couldn't find that app or add-on.")
                 return
-            name = str(body.get("name") or "HEROKU_POSTGRESQL")
-            if name in app.attachments and body.get("confirm") != app.name:
+            name = str(body["name"]) if body.get("name") else None
+            if name is not None and name in app.attachments and body.get("confirm") != app.name:
                 self._error(
                     422,
                     "confirmation_required",
                     f"{name} is taken on {app.name}: confirm with the app's name.",
                 )
                 return
-            app.attach(owner, name)
+            lost = fake.lose_answer(("POST", "addon-attachments"))
+            name = app.attach_database(database, name)
+            if lost == "503":
+                self._error(503, "unavailable", "The service is temporarily unavailable.")
+                return
             self._send(201, next(a for a in app.attachments_json() if a["name"] == name))
+
+        def _create_addon(self, app: FakeApp, body: dict[str, Any]) -> None:
+            """`heroku addons:create heroku-postgresql:PLAN -- --follow DATABASE_URL` or `--rollback
+            DATABASE_URL --to TIME`: a new database, provisioning for a while, attached under a color (or
+            `attachment.name`). A rollback outside the plan's window is refused, as Heroku refuses it."""
+            plan = str(_identity(body.get("plan"))).removeprefix("heroku-postgresql:")
+            config = body.get("config") or {}
+            source = app.attachments.get(
+                str(config.get("follow") or config.get("rollback") or "").removesuffix("_URL")
+            )
+            if source is None:
+                self._error(
+                    422, "invalid_params", "Specify --follow or --rollback with a database of this app."
+                )
+                return
+            try:
+                if config.get("follow"):
+                    database = FakeDatabase.follower_of(source, plan)
+                else:
+                    database = FakeDatabase.rolled_back(source, _moment(str(config.get("to", ""))), plan)
+            except ValueError as exc:
+                self._error(422, "invalid_params", str(exc))
+                return
+            app.databases[database.id] = database
+            lost = fake.lose_answer(("POST", "addons"))
+            app.attach_database(database, (body.get("attachment") or {}).get("name"))
+            if lost == "503":
+                self._error(503, "unavailable", "The service is temporarily unavailable.")
+                return
+            self._send(201, app.addon_json(database))
 
         def _resolve_attachment(self, body: dict[str, Any]) -> None:
             """`POST /actions/addon-attachments/resolve`, as the official CLI resolves DATABASE_URL."""
@@ -633,11 +742,13 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _start_transfer(fake: HerokuFake, app: FakeApp, to_type: str, work: Callable[[], bool]) -> dict[str, Any]:
+def _start_transfer(
+    fake: HerokuFake, database: FakeDatabase, to_type: str, work: Callable[[], bool]
+) -> dict[str, Any]:
     """A transfer as Heroku runs one: pending when the POST answers, finished (or failed) later."""
     transfer: dict[str, Any] = {
         "uuid": str(uuid.uuid4()), "num": len(fake.transfers) + 1, "from_type": "pg_dump", "to_type": to_type,
-        "app_uuid": app.id, "created_at": _now(), "started_at": _now(), "finished_at": None, "succeeded": False,
+        "app_uuid": database.owner["id"], "created_at": _now(), "started_at": _now(), "finished_at": None, "succeeded": False,
         "canceled_at": None,
     }  # fmt: skip
     fake.transfers[transfer["uuid"]] = transfer
@@ -652,7 +763,7 @@ def _start_transfer(fake: HerokuFake, app: FakeApp, to_type: str, work: Callable
     return answer
 
 
-def _restore_from_url(fake: HerokuFake, url: str, app: FakeApp) -> dict[str, Any]:
+def _restore_from_url(fake: HerokuFake, url: str, database: FakeDatabase) -> dict[str, Any]:
     """Do what Heroku does for `pg:backups:restore URL`: fetch the dump, pg_restore it over DATABASE_URL."""
 
     def work() -> bool:
@@ -663,7 +774,7 @@ def _restore_from_url(fake: HerokuFake, url: str, app: FakeApp) -> dict[str, Any
                     shutil.copyfileobj(answer, out)
                 result = subprocess.run(
                     [fake.pg_restore or "pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
-                     f"--dbname={app.config_vars['DATABASE_URL']}", str(dump)],
+                     f"--dbname={fake.url_of(database)}", str(dump)],
                     capture_output=True, text=True, timeout=600,
                 )  # fmt: skip
             except (OSError, KeyError):
@@ -671,17 +782,17 @@ def _restore_from_url(fake: HerokuFake, url: str, app: FakeApp) -> dict[str, Any
             # Heroku ignores the errors pg_restore reports for objects it cannot drop; so does the fake.
             return result.returncode in (0, 1) and "could not connect" not in result.stderr
 
-    return _start_transfer(fake, app, "pg_restore", work)
+    return _start_transfer(fake, database, "pg_restore", work)
 
 
-def _capture(fake: HerokuFake, app: FakeApp) -> dict[str, Any]:
+def _capture(fake: HerokuFake, database: FakeDatabase) -> dict[str, Any]:
     """Do what Heroku does for `pg:backups:capture`: pg_dump the database into its own storage."""
     name = f"b{len(fake.transfers) + 1:03d}"
 
     def work() -> bool:
         try:
             result = subprocess.run(
-                [fake.pg_dump or "pg_dump", "--format=custom", f"--dbname={app.config_vars['DATABASE_URL']}"],
+                [fake.pg_dump or "pg_dump", "--format=custom", f"--dbname={fake.url_of(database)}"],
                 capture_output=True, timeout=600,
             )  # fmt: skip
         except (OSError, KeyError):
@@ -690,4 +801,4 @@ def _capture(fake: HerokuFake, app: FakeApp) -> dict[str, Any]:
             fake.backups[name] = result.stdout
         return result.returncode == 0
 
-    return _start_transfer(fake, app, "gof3r", work)
+    return _start_transfer(fake, database, "gof3r", work)

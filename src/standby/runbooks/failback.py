@@ -23,6 +23,7 @@ from standby.backup import BackupRequest, run_backup
 from standby.config.models import Mode
 from standby.errors import SafetyRefusal
 from standby.pg_url import Database, parse_database_url
+from standby.primary_side import backup_name
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
@@ -110,18 +111,24 @@ class DumpStandby(EnvStep):
 
 
 class CaptureHeroku(EnvStep):
-    """Heroku's own backup of what its database holds now, before the restore replaces it."""
+    """Heroku's own backup of what its database holds now, before the restore replaces it; one that a
+    crashed run of this runbook made (Heroku lists it) is not made twice."""
 
     name = "capture_heroku"
 
     def is_done(self, ctx: RunContext) -> bool:
+        if not ctx.facts.get("heroku_backup") and "started_at" in ctx.facts:
+            made = self.env.primary.transfer_since("gof3r", datetime.fromisoformat(ctx.facts["started_at"]))
+            if made is not None:
+                ctx.facts["heroku_backup"] = backup_name(made)
         return bool(ctx.facts.get("heroku_backup"))
 
     def plan(self, ctx: RunContext) -> str:
         return "capture a Heroku backup of its database as it is now (pg:backups:capture): the way back"
 
     def apply(self, ctx: RunContext) -> None:
-        ctx.facts["heroku_backup"] = self.env.primary.capture_backup()
+        since = datetime.fromisoformat(ctx.facts["started_at"]) if "started_at" in ctx.facts else None
+        ctx.facts["heroku_backup"] = self.env.primary.capture_backup(since=since)
         ctx.say(f"  Heroku kept its database as backup {ctx.facts['heroku_backup']} (`heroku pg:backups`)")
 
 

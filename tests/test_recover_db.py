@@ -1,0 +1,283 @@
+"""`scripts/recover_db.py` against the fake Heroku (tests/runbook_scene.py), whose Heroku Postgres add-ons
+are real databases (local/heroku_postgres_fake.py): in-process, one subprocess for the command line."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from standby.backup import BackupFailed
+from standby.commands import recover_db
+from standby.local.heroku_fake import FakeApp
+from standby.local.heroku_postgres_fake import FakeDatabase
+from standby.runbooks import recover_db as steps
+from tests.runbook_scene import Run, Scene, run_in_process, take_backup
+from tests.servers import count_tables, run_script
+
+TABLES = ["public.rental", "public.payment", "public.customer"]
+
+
+class Crash(BaseException):
+    """A process killed mid-run."""
+
+
+def _app(scene: Scene) -> FakeApp:
+    return scene.heroku.apps[scene.app]
+
+
+def _recover(scene: Scene, *args: str) -> Run:
+    return scene.run(recover_db.main, *args, "--health-url", scene.web.url)
+
+
+def _changes(scene: Scene) -> list[str]:
+    return [f"{r.method} {r.path}" for r in scene.heroku.requests if r.method != "GET"]
+
+
+def _lose_rentals(url: str) -> None:
+    """The disaster: a careless DELETE on the primary."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM payment WHERE rental_id > 1000")
+        conn.execute("DELETE FROM rental WHERE rental_id > 1000")
+
+
+def _serving(app: FakeApp) -> bool:
+    return not app.maintenance and {k: v["quantity"] for k, v in app.formation.items()} == {
+        "web": 3,
+        "worker": 2,
+    }
+
+
+def _takes_writes(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        try:
+            conn.execute("CREATE TABLE probe (id int)")
+            return True
+        except psycopg.errors.ReadOnlySqlTransaction:
+            return False
+        finally:
+            conn.rollback()
+
+
+def _newest_backup_id(scene: Scene) -> str:
+    keys = boto3.client("s3").list_objects_v2(Bucket=scene.manifest.backup_bucket)["Contents"]
+    return sorted(k["Key"].split("/")[2] for k in keys if k["Key"].endswith("manifest.json"))[-1]
+
+
+# --- follower ---------------------------------------------------------------------------------------
+
+
+def test_the_follower_is_promoted_inside_a_fence_and_takes_writes(scene: Scene) -> None:
+    app = _app(scene)
+    old = app.database
+    follower = app.add_follower(behind_by=7)
+
+    run = _recover(scene, "follower")
+
+    assert run.code == 0, run.output
+    assert app.database is follower and app.config_vars["DATABASE_URL"] == follower.url
+    assert old in app.attachments.values()  # the old database stays attached, under a name of its own
+    assert _takes_writes(app.config_vars["DATABASE_URL"])
+    assert "DATABASE is " + follower.name + " (it was behind by 7 commits)" in run.output
+    assert _serving(app)  # the formation is back and maintenance is off
+    changes = _changes(scene)
+    assert changes.index(f"PATCH /apps/{scene.app}") < changes.index(
+        "POST /addon-attachments"
+    )  # fenced first
+
+
+def test_without_a_follower_the_promotion_is_refused_and_nothing_changes(scene: Scene) -> None:
+    run = _recover(scene, "follower")
+
+    assert run.code == 3, run.output
+    assert "has no follower" in run.output
+    assert _changes(scene) == []
+
+
+# --- point in time ----------------------------------------------------------------------------------
+
+
+def _remembered_before_a_loss(scene: Scene) -> datetime:
+    """Heroku's history of the database holds its state before the loss; the loss follows."""
+    _app(scene).database.remember()
+    time.sleep(0.2)
+    before = datetime.now(UTC)
+    time.sleep(0.2)
+    _lose_rentals(scene.source)
+    return before
+
+
+def test_a_point_in_time_recovery_promotes_the_database_as_it_was_and_keeps_the_old_one(scene: Scene) -> None:
+    app = _app(scene)
+    before_loss = count_tables(scene.source, TABLES)
+    at = _remembered_before_a_loss(scene)
+    old = app.database
+
+    run = _recover(scene, "point-in-time", "--at", at.isoformat())
+
+    assert run.code == 0, run.output
+    assert app.database is not old and count_tables(app.config_vars["DATABASE_URL"], TABLES) == before_loss
+    assert old in app.attachments.values() and count_tables(scene.source, TABLES) != before_loss
+    assert "rollback" in run.output and "public.rental" in run.output  # the comparison was shown
+    assert len(app.databases) == 2 and _serving(app)
+
+
+def test_a_time_outside_the_rollback_window_is_refused_with_the_window(scene: Scene) -> None:
+    at = datetime.now(UTC) - timedelta(days=5)
+
+    run = _recover(scene, "point-in-time", "--at", at.isoformat())
+
+    assert run.code == 3, run.output
+    assert "outside" in run.output and "rollback window" in run.output
+    assert _changes(scene) == [] and len(_app(scene).databases) == 1
+
+
+def test_the_promotion_waits_for_the_operators_word_and_a_resume_asks_again(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(scene)
+    at = _remembered_before_a_loss(scene)
+    old = app.database
+    answers: list[str] = []
+
+    def typed(name: str, action: str) -> bool:
+        answers.append(action)
+        return not action.startswith("Promote") or len(answers) > 2
+
+    monkeypatch.setattr("standby.commands.runbook_command.confirm_by_name", typed)
+    monkeypatch.setattr("standby.commands.recover_db.confirm_by_name", typed)
+    argv = ["point-in-time", "--at", at.isoformat(), "--app", scene.app, "--journal-dir", str(scene.journal),
+            "--health-url", scene.web.url]  # fmt: skip
+
+    declined = run_in_process(recover_db.main, argv, scene.side())
+
+    assert declined.code == 3 and "not promoted" in declined.output, declined.output
+    assert app.database is old and len(app.databases) == 2 and _serving(app)
+
+    resumed = run_in_process(recover_db.main, [*argv, "--resume"], scene.side())
+
+    assert resumed.code == 0, resumed.output
+    assert app.database is not old and len(app.databases) == 2  # the same rollback database, not a second
+
+
+# --- from our backup --------------------------------------------------------------------------------
+
+
+def test_our_backup_is_restored_into_heroku_after_herokus_own_backup(scene: Scene) -> None:
+    app = _app(scene)
+    before_loss = count_tables(scene.source, TABLES)
+    backup = _newest_backup_id(scene)
+    _lose_rentals(scene.source)
+    after_loss = count_tables(scene.source, TABLES)
+
+    run = _recover(scene, "from-backup", "--backup", backup)
+
+    assert run.code == 0, run.output
+    assert count_tables(scene.source, TABLES) == before_loss and _serving(app)
+    assert len(scene.heroku.backups) == 1  # what it held before: Heroku's own backup, the way back
+    assert f"DATABASE holds backup {backup}" in run.output
+    take_backup(scene.manifest, scene.source)  # the mark is gone: backups take the database again
+    assert after_loss != before_loss
+
+
+def test_a_backup_whose_dump_does_not_verify_is_refused_and_nothing_changes(scene: Scene) -> None:
+    backup = _newest_backup_id(scene)
+    s3 = boto3.client("s3")
+    key = f"{scene.manifest.backup_prefix}/{scene.app}/{backup}/dump"
+    size = s3.head_object(Bucket=scene.manifest.backup_bucket, Key=key)["ContentLength"]
+    s3.put_object(Bucket=scene.manifest.backup_bucket, Key=key, Body=b"\0" * size)  # same size, other bytes
+
+    run = _recover(scene, "from-backup", "--backup", backup)
+
+    assert run.code == 3, run.output
+    assert f"backup {backup} does not verify" in run.output
+    assert _changes(scene) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "step"),
+    [
+        ("follower", steps.FenceApp),
+        ("follower", steps.Promote),
+        ("point-in-time", steps.CreateRollbackDatabase),
+        ("point-in-time", steps.Promote),
+        ("from-backup", steps.CaptureHeroku),
+        ("from-backup", steps.HoldBackups),
+        ("from-backup", steps.RestoreBackup),
+    ],
+    ids=lambda p: p if isinstance(p, str) else p.name,
+)
+def test_a_crash_after_a_step_acted_is_resumed_to_the_same_end_without_acting_twice(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch, mode: str, step: Any
+) -> None:
+    app = _app(scene)
+    before_loss = count_tables(scene.source, TABLES)
+    args: list[str] = [mode]
+    if mode == "follower":
+        app.add_follower()
+    elif mode == "point-in-time":
+        args += ["--at", _remembered_before_a_loss(scene).isoformat()]
+    else:
+        args += ["--backup", _newest_backup_id(scene)]
+        _lose_rentals(scene.source)
+
+    def crash(self: object, ctx: object) -> None:
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(step, "verify", crash)  # the step acted; the journal never heard
+        patch.setattr("standby.runbook.lock.DynamoDbLock.delete", lambda self, holder: None)  # killed: kept
+        with pytest.raises(Crash):
+            _recover(scene, *args)
+    if step is steps.HoldBackups or step is steps.RestoreBackup:
+        with pytest.raises(BackupFailed, match="recover_db run"):  # a half-restored database is not dumped
+            take_backup(scene.manifest, scene.source)
+
+    run = _recover(scene, *args, "--resume", "--take-over")
+
+    assert run.code == 0, run.output
+    assert _serving(app) and _takes_writes(app.config_vars["DATABASE_URL"])
+    assert len(app.databases) == 2 if mode != "from-backup" else len(scene.heroku.backups) == 1
+    if mode != "follower":
+        assert count_tables(app.config_vars["DATABASE_URL"], TABLES) == before_loss
+    posts = [c for c in _changes(scene) if c.endswith("/restores") or c.endswith("/addons")]
+    assert len(posts) == (0 if mode == "follower" else 1)
+
+
+def test_without_yes_the_apps_name_must_be_typed(scene: Scene) -> None:
+    _app(scene).add_follower()
+    argv = [
+        "follower",
+        "--app",
+        scene.app,
+        "--journal-dir",
+        str(scene.journal),
+        "--health-url",
+        scene.web.url,
+    ]
+    run = run_in_process(recover_db.main, argv, scene.side())
+    assert run.code == 2 and "needs the app's name typed" in run.output
+    assert _changes(scene) == []
+
+
+def test_a_follower_made_through_the_api_refuses_writes_until_unfollowed(scene: Scene) -> None:
+    follower = FakeDatabase.follower_of(_app(scene).database)
+    assert not _takes_writes(follower.url)
+    follower.unfollow()
+    assert _takes_writes(follower.url)
+
+
+@pytest.mark.slow
+def test_the_recover_db_script_promotes_the_follower(scene: Scene) -> None:
+    follower = _app(scene).add_follower()
+    result = run_script(
+        "recover_db.py", "follower", "--app", scene.app, "--yes", "--journal-dir", str(scene.journal),
+        "--health-url", scene.web.url, env=dict(os.environ),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _app(scene).database is follower
