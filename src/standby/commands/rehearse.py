@@ -16,7 +16,7 @@ from typing import Any
 from standby import cli
 from standby.commands.common import say
 from standby.config.models import AiProvider
-from standby.local.rehearsal import SCENARIOS, rehearse
+from standby.local.rehearsal import RECOVERIES, SCENARIOS, rehearse
 from standby.runbook.timeline import timeline_svg
 
 
@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 done, 1 failed, 2 bad usage.",
     )
     parser.add_argument("--scenario", choices=SCENARIOS, default="heroku-down",
-                        help="heroku-down (default), graceful (Heroku answers) or region-down")  # fmt: skip
+                        help="heroku-down (default), graceful (Heroku answers) or region-down: a cutover to AWS; "
+             "bad-release (rollback.py) or data-loss (recover_db.py): recovered on Heroku")  # fmt: skip
+    parser.add_argument("--recovery", choices=RECOVERIES, default=RECOVERIES[0],
+                        help="how data-loss recovers: point-in-time (default), follower or from-backup")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
     parser.add_argument("--rentals", type=int, default=20000, help="size of the sample app's data")
     parser.add_argument(
@@ -60,21 +63,23 @@ def _rehearse(args: argparse.Namespace) -> int:
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         keep = _wait_for_interrupt if args.keep else None
         result = rehearse(
-            args.scenario, Path(folder), lambda line: say(f"== {line}"), args.rentals, keep, args.ai_provider
-        )
+            args.scenario, Path(folder), lambda line: say(f"== {line}"), args.rentals, keep, args.ai_provider,
+            args.recovery,
+        )  # fmt: skip
     report = result.report
-    report["counts_equal"] = result.source_counts == result.standby_counts
+    report["counts_equal"] = result.expected_counts == result.recovered_counts
+    report["now"] = _where(report)
     _write(report, args)
-    lost = {t: result.source_counts[t] - result.standby_counts.get(t, 0) for t in result.source_counts}
+    lost = {t: n - result.recovered_counts.get(t, 0) for t, n in result.expected_counts.items()}
     lost = {t: n for t, n in lost.items() if n}
-    print(f"\nlocal rehearsal ({args.scenario}): {report['outcome']}")
+    print(f"\nlocal rehearsal ({_title(report)}): {report['outcome']}")
     for step in report["steps"]:
-        print(f"  {step['name']:<16} {step['outcome']:<13} {step['seconds']:>7.2f} s")
-    print(f"RTO achieved: {report['rto_seconds']:.1f} s;  RPO achieved: {report['rpo_seconds']} s "
-          f"(rows written after the last backup and lost: {lost or 'none'})")  # fmt: skip
+        print(f"  {step['name']:<18} {step['outcome']:<13} {step['seconds']:>7.2f} s")
+    rpo = "not applicable" if report["rpo_seconds"] is None else f"{report['rpo_seconds']} s"
     print(
-        f"data verified: {'yes' if report['verified'] else 'NO'};  DNS now points at {report['facts'].get('dns_target')}"
+        f"RTO achieved: {report['rto_seconds']:.1f} s;  RPO achieved: {rpo} (rows not recovered: {lost or 'none'})"
     )
+    print(f"data verified: {'yes' if report['verified'] else 'NO'};  {report['now']}")
     print(f"report: {args.report}" + (f", {args.json}" if args.json else ""))
     print("not exercised here: " + "; ".join(report["not_exercised"]))
     return cli.EXIT_OK if report["verified"] else cli.EXIT_FAILED
@@ -84,14 +89,14 @@ def _write(report: dict[str, Any], args: argparse.Namespace) -> None:
     svg = args.report.with_suffix(".svg")
     svg.write_text(timeline_svg(report))
     lines = [
-        f"# Local rehearsal: {report['scenario']}",
+        f"# Local rehearsal: {_title(report)}",
         "",
         f"![timeline]({svg.name})",
         "",
         f"- RTO achieved: {report['rto_seconds']} s",
         f"- RPO achieved: {report['rpo_seconds']} s",
         f"- data verified: {'yes' if report['verified'] else 'no'}; row counts equal: {report['counts_equal']}",
-        f"- DNS: {report['facts'].get('dns_target')}",
+        f"- {report['now']}",
         "",
         "| step | outcome | seconds |",
         "|---|---|---|",
@@ -102,6 +107,24 @@ def _write(report: dict[str, Any], args: argparse.Namespace) -> None:
     args.report.write_text("\n".join(lines) + "\n")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+
+
+def _title(report: dict[str, Any]) -> str:
+    recovery = report.get("recovery")
+    return f"{report['scenario']}, {recovery}" if recovery else str(report["scenario"])
+
+
+def _where(report: dict[str, Any]) -> str:
+    """Where the app stands after the runbook: its DNS, its release or its database."""
+    facts = report["facts"]
+    if "new_release" in facts:
+        return (f"release now v{facts['new_release']['version']}, running v{facts['to_release']['version']}'s "
+                f"slug (rolled back from v{facts['from_release']['version']})")  # fmt: skip
+    if "target_db" in facts:
+        return f"DATABASE now {facts['target_db']['name']}"
+    if "backup_id" in facts:
+        return f"DATABASE holds backup {facts['backup_id']}; Heroku kept what it held as {facts.get('heroku_backup')}"
+    return f"DNS now points at {facts.get('dns_target')}"
 
 
 def _wait_for_interrupt() -> None:

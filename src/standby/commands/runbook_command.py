@@ -144,10 +144,8 @@ def run_runbook(
         proofs.append(f"AI settings live: {'yes' if journal.facts['ai_live'] else 'NO'}")
     if journal.facts.get("dns_target"):
         proofs.append(f"DNS -> {journal.facts['dns_target']}")
-    print(
-        f"{name} of {manifest.app} done: RTO {doc['rto_seconds']} s, RPO {doc['rpo_seconds']} s, "
-        + ", ".join(proofs)
-    )
+    rpo = "n/a" if doc["rpo_seconds"] is None else f"{doc['rpo_seconds']} s"
+    print(f"{name} of {manifest.app} done: RTO {doc['rto_seconds']} s, RPO {rpo}, " + ", ".join(proofs))
     return cli.EXIT_OK
 
 

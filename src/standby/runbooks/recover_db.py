@@ -60,6 +60,10 @@ class Recovery:
     backup: str | None = None  # from-backup: the backup id
 
 
+def _seconds_since(moment: datetime) -> float:
+    return round((datetime.now(UTC) - moment).total_seconds(), 1)
+
+
 def _ref(database: HerokuDatabase) -> dict[str, str]:
     return {"id": database.id, "name": database.name}
 
@@ -394,6 +398,8 @@ class Promote(RecoveryStep):
             except HerokuUncertain:
                 if not self.database(ctx.facts["target_db"]).is_primary:  # the answer lost, and not done
                     raise
+        if "at" in ctx.facts:  # what is lost: every write since the moment gone back to
+            ctx.facts["rpo_seconds"] = _seconds_since(datetime.fromisoformat(ctx.facts["at"]))
         self.show_state(ctx)
 
 
@@ -524,8 +530,12 @@ class RestoreBackup(RecoveryStep):
 
     def verify(self, ctx: RunContext) -> None:
         url = self.env.primary.database_url() or ""
-        verify_counts(parse_database_url(url, "Heroku DATABASE_URL"), self._manifest(ctx).tables)
+        manifest = self._manifest(ctx)
+        verify_counts(parse_database_url(url, "Heroku DATABASE_URL"), manifest.tables)
         ctx.facts["heroku_restored"] = True
+        ctx.facts["rpo_seconds"] = _seconds_since(
+            manifest.snapshot_at
+        )  # every write since the backup is gone
         self.show_state(ctx)
 
 
