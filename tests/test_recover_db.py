@@ -6,17 +6,25 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import psycopg
 import pytest
 
-from standby.backup import BackupFailed
+from standby import recovery_mark
+from standby.backup import BackupFailed, BackupRequest, run_backup
+from standby.backup_store import LocalStore
 from standby.commands import recover_db
 from standby.local.heroku_fake import FakeApp
 from standby.local.heroku_postgres_fake import FakeDatabase
+from standby.local.postgres import LocalPostgres
+from standby.names import mode_parameter
+from standby.pg_tools import find_tool
+from standby.pg_url import parse_database_url
 from standby.runbooks import recover_db as steps
+from tests.aws_calls import operator_refusals, record_calls
 from tests.runbook_scene import Run, Scene, run_in_process, take_backup
 from tests.servers import count_tables, run_script
 
@@ -72,12 +80,15 @@ def _newest_backup_id(scene: Scene) -> str:
 # --- follower ---------------------------------------------------------------------------------------
 
 
-def test_the_follower_is_promoted_inside_a_fence_and_takes_writes(scene: Scene) -> None:
+def test_the_follower_is_promoted_inside_a_fence_and_takes_writes(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = _app(scene)
     old = app.database
     follower = app.add_follower(behind_by=7)
 
-    run = _recover(scene, "follower")
+    with record_calls(monkeypatch) as calls:
+        run = _recover(scene, "follower")
 
     assert run.code == 0, run.output
     assert app.database is follower and app.config_vars["DATABASE_URL"] == follower.url
@@ -89,6 +100,7 @@ def test_the_follower_is_promoted_inside_a_fence_and_takes_writes(scene: Scene) 
     assert changes.index(f"PATCH /apps/{scene.app}") < changes.index(
         "POST /addon-attachments"
     )  # fenced first
+    assert operator_refusals(scene.manifest, calls) == []  # the operator role may do all it took
 
 
 def test_without_a_follower_the_promotion_is_refused_and_nothing_changes(scene: Scene) -> None:
@@ -199,6 +211,86 @@ def test_a_backup_whose_dump_does_not_verify_is_refused_and_nothing_changes(scen
     assert _changes(scene) == []
 
 
+def test_the_apps_own_credential_marks_its_database_and_backups_refuse_it_until_lifted(
+    pg_server: LocalPostgres, tmp_path: Path
+) -> None:
+    """Heroku's credential owns its database but is no superuser: the mark must be its to set."""
+    role = f"heroku_owner_{time.time_ns() % 10**9}"
+    name = f"heroku_{role}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    url = pg_server.url(name).replace("postgres:@", f"{role}:@")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS 'the shop'")
+        conn.execute("CREATE TABLE orders (id int)")
+    database = parse_database_url(url)
+    earlier = psycopg.connect(url, autocommit=True)  # a session from before the mark: a backup in flight
+    request = BackupRequest("shop", database, LocalStore(tmp_path), find_tool("pg_dump"))
+
+    recovery_mark.mark(database, "run-1")
+
+    with pytest.raises(psycopg.OperationalError):
+        earlier.execute("SELECT 1")  # ended
+    with pytest.raises(BackupFailed, match="recover_db run run-1"):
+        run_backup(request)
+    recovery_mark.unmark(database)
+    assert run_backup(request).tables == {"public.orders": 0}
+    with psycopg.connect(url) as conn:
+        assert conn.execute(recovery_mark.COMMENT_SQL).fetchone() == ("the shop",)
+
+
+def test_a_resume_must_ask_for_the_same_recovery(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    backup = _newest_backup_id(scene)
+    with monkeypatch.context() as patch:
+        patch.setattr(steps.RestoreBackup, "apply", _crash)
+        patch.setattr("standby.runbook.lock.DynamoDbLock.delete", lambda self, holder: None)
+        with pytest.raises(Crash):
+            _recover(scene, "from-backup", "--backup", backup)
+
+    other = _recover(scene, "from-backup", "--backup", "20261201T000000Z-abcdef", "--resume", "--take-over")
+
+    assert other.code == 3 and "resume it with the same arguments" in other.output, other.output
+
+
+def test_a_resume_after_a_cutover_is_refused_and_heroku_stays_fenced(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(scene)
+    app.add_follower()
+    with monkeypatch.context() as patch:
+        patch.setattr(steps.Promote, "apply", _crash)
+        patch.setattr("standby.runbook.lock.DynamoDbLock.delete", lambda self, holder: None)
+        with pytest.raises(Crash):
+            _recover(scene, "follower")
+    # While the killed run's lock lapsed, someone cut over to AWS: the app is live there now.
+    boto3.client("ssm").put_parameter(Name=mode_parameter(scene.app), Value="active", Overwrite=True)
+
+    run = _recover(scene, "follower", "--resume", "--take-over")
+
+    assert run.code == 3 and "not on Heroku" in run.output, run.output
+    assert app.maintenance and not any(f["quantity"] for f in app.formation.values())
+
+
+def test_an_app_that_runs_no_dyno_needs_the_formation_named(scene: Scene) -> None:
+    app = _app(scene)
+    app.add_follower()
+    for process in app.formation.values():
+        process["quantity"] = 0  # fenced by hand in a hurry
+    app.scale_dynos()
+
+    refused = _recover(scene, "follower")
+    named = _recover(scene, "follower", "--restart", "--formation", "web=3,worker=2")
+
+    assert refused.code == 3 and "--formation web=2,worker=1" in refused.output, refused.output
+    assert named.code == 0, named.output
+    assert _serving(app)
+
+
+def _crash(self: object, ctx: object) -> None:
+    raise Crash
+
+
 @pytest.mark.parametrize(
     ("mode", "step"),
     [
@@ -226,11 +318,8 @@ def test_a_crash_after_a_step_acted_is_resumed_to_the_same_end_without_acting_tw
         args += ["--backup", _newest_backup_id(scene)]
         _lose_rentals(scene.source)
 
-    def crash(self: object, ctx: object) -> None:
-        raise Crash
-
     with monkeypatch.context() as patch:
-        patch.setattr(step, "verify", crash)  # the step acted; the journal never heard
+        patch.setattr(step, "verify", _crash)  # the step acted; the journal never heard
         patch.setattr("standby.runbook.lock.DynamoDbLock.delete", lambda self, holder: None)  # killed: kept
         with pytest.raises(Crash):
             _recover(scene, *args)

@@ -63,6 +63,37 @@ def test_the_rehearsal_cuts_over_with_verified_data_and_measured_rto_and_rpo(
     assert "not exercised here" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("scenario", "recovery", "now"),
+    [
+        ("bad-release", None, "release now v3, running v1's slug"),
+        ("data-loss", "point-in-time", "DATABASE now"),
+    ],
+)
+def test_the_rehearsal_recovers_on_heroku_and_times_it(
+    scenario: str, recovery: str | None, now: str, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "report.json"
+    result = run_script(
+        "rehearse.py", "--scenario", scenario, "--rentals", "2000", *(["--recovery", recovery] if recovery else []),
+        "--json", str(report_path), "--report", str(tmp_path / "rehearsal.md"),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["verified"] is True and report["rto_seconds"] > 0 and report["outcome"] == "succeeded"
+    assert (
+        report["counts_equal"] is True
+    )  # every row the careless DELETE removed is back; a rollback kept them
+    assert report["now"].startswith(now) and now in (tmp_path / "rehearsal.md").read_text()
+    steps = {s["name"]: s["outcome"] for s in report["steps"]}
+    if scenario == "bad-release":
+        assert steps["roll_back"] == "done" and steps["wait_release"] in ("done", "already done")
+    else:
+        assert steps["promote"] == "done" and report["rpo_seconds"] > 0  # what went back in time is lost
+    assert "not exercised here" in result.stdout
+
+
 def test_interrupting_the_rehearsal_leaves_no_process_or_folder_behind(tmp_path: Path) -> None:
     # A short folder: PostgreSQL's Unix socket path must fit in 107 bytes.
     scratch = Path(tempfile.mkdtemp(prefix="drill-", dir="/tmp"))

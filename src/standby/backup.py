@@ -22,7 +22,7 @@ from typing import IO, Any, Final, Protocol
 import psycopg
 from psycopg import sql
 
-from standby import catalog
+from standby import catalog, recovery_mark
 from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
 from standby.catalog import BackupManifest
 from standby.errors import ConfigError, StandbyError
@@ -32,8 +32,6 @@ from standby.pg_url import Database
 
 # Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
 EXCLUDED_SCHEMAS: Final = ("_heroku",)
-# Set on the source database by recover_db.py while it restores into it (runbooks/recover_db.py).
-RECOVERING_SETTING: Final = "standby.recovering"
 DEFAULT_COMPRESSION: Final = "gzip:1"  # fast, and every pg_restore reads it
 DEFAULT_PART_SIZE: Final = 16 * MIB
 
@@ -94,11 +92,11 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             row = conn.execute(
                 "SELECT pg_export_snapshot(), now(), current_setting('server_version'),"
                 " current_setting('server_version_num')::int, pg_database_size(current_database()),"
-                " current_setting(%s, true)",
-                [RECOVERING_SETTING],
+                f" ({recovery_mark.COMMENT_SQL})"
             ).fetchone()
             assert row is not None
-            snapshot, snapshot_at, server_version, server_num, db_size, recovering = row
+            snapshot, snapshot_at, server_version, server_num, db_size, comment = row
+            recovering = recovery_mark.recovering_run(comment)
             if recovering:
                 raise BackupFailed(
                     "exporting the snapshot",

@@ -30,6 +30,7 @@ class HerokuDatabase:
     plan: str  # heroku-postgresql:standard-0
     attachments: tuple[str, ...]
     state: str = "provisioned"
+    owner: str = ""  # the app that owns (and is billed for) it; another app's is only attached here
 
     @property
     def is_primary(self) -> bool:
@@ -49,17 +50,21 @@ class HerokuDatabase:
 class DatabaseInfo:
     """What `heroku pg:info` says of one database."""
 
-    following: bool
+    following_url: str | None  # the leader's URL, while it follows one
     behind_by: str | None  # Heroku's words: "125 commits"
     rollback_earliest: datetime | None  # None: the plan keeps no rollback window
     waiting: bool
+
+    @property
+    def following(self) -> bool:
+        return self.following_url is not None
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DatabaseInfo:
         entries = {str(e.get("name")): list(e.get("values") or []) for e in doc.get("info") or []}
         rollback = entries.get("Rollback") or []
         return cls(
-            following=bool(doc.get("following")),
+            following_url=str(doc["following"]) if doc.get("following") else None,
             behind_by=str(entries["Behind By"][0]) if entries.get("Behind By") else None,
             rollback_earliest=_earliest(str(rollback[0])) if rollback else None,
             waiting=bool(doc.get("waiting?")),
@@ -87,7 +92,7 @@ def app_databases(client: HerokuClient, app: str) -> list[HerokuDatabase]:
         HerokuDatabase(
             str(a["id"]), str(a["name"]), str(a["plan"]["name"]),
             tuple(sorted(attached.get(str(a["id"]), []), key=lambda n: (n != "DATABASE", n))),
-            str(a.get("state") or "provisioned"),
+            str(a.get("state") or "provisioned"), str((a.get("app") or {}).get("name") or ""),
         )
         for a in client.addons(app)
         if a.get("addon_service", {}).get("name") == SERVICE
@@ -97,7 +102,7 @@ def app_databases(client: HerokuClient, app: str) -> list[HerokuDatabase]:
 
 def primary_database(databases: list[HerokuDatabase], app: str) -> HerokuDatabase:
     primary = next((d for d in databases if d.is_primary), None)
-    if primary is None:
+    if primary is None or primary.owner != app:
         raise SafetyRefusal(
             f"{app} has no Heroku Postgres add-on of its own attached as DATABASE (`heroku addons`): a database "
             "another app owns is recovered from that app."
@@ -125,6 +130,25 @@ def wait_available(client: HerokuClient, database: HerokuDatabase, timeout: floa
             )
         time.sleep(min(5.0, WAIT_POLL * 2 ** min(polls, 4)))
         polls += 1
+
+
+def wait_newest_release(client: HerokuClient, app: str, timeout: float) -> None:
+    """The release a change of attachment made has succeeded: dynos that start before it run the release
+    before, with the old DATABASE_URL. A failed one refuses (its release phase, most often)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        release = client.newest_release(app)
+        status = release.get("status") if release else "succeeded"
+        if status == "succeeded":
+            return
+        if status == "failed" or time.monotonic() > deadline:
+            assert release is not None
+            raise SafetyRefusal(
+                f"release v{release['version']} ({release.get('description')}) is {status}: the dynos would run the "
+                f"release before it, on the old DATABASE_URL. See `heroku releases:output v{release['version']}`, "
+                "fix it, then --resume."
+            )
+        time.sleep(WAIT_POLL)
 
 
 def promote(client: HerokuClient, app: str, database: HerokuDatabase, old: HerokuDatabase) -> None:

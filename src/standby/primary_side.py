@@ -9,10 +9,8 @@ The tests and the rehearsal point the client at the fake Platform API (`local/he
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Final
 
@@ -31,16 +29,6 @@ LIVE_DYNO_STATES: Final = frozenset({"up", "starting", "idle"})  # not "crashed"
 def backup_name(transfer: dict[str, Any]) -> str:
     """How Heroku names a captured backup: b001, ..."""
     return f"b{int(transfer['num']):03d}"
-
-
-def _created(transfer: dict[str, Any]) -> datetime:
-    """A transfer's creation time: `2016-10-08 00:45:34 +0000` (Heroku's) or ISO."""
-    text = re.sub(r" ?([+-])(\d\d):?(\d\d)$", r"\1\2:\3", str(transfer.get("created_at") or ""))
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class HerokuSide:
@@ -117,42 +105,46 @@ class HerokuSide:
         return self.client.config_vars(self.app).get("DATABASE_URL") or None
 
     def restore_database(
-        self, dump_url: str, timeout: float = TRANSFER_TIMEOUT, since: datetime | None = None
+        self, dump_url: str, timeout: float = TRANSFER_TIMEOUT, after: int | None = None
     ) -> None:
         """Heroku's `pg:backups:restore URL` into the app's database, waited for until it succeeded; one
-        still running that was started `since` (by a run that crashed) is waited for instead."""
+        still running that is newer than transfer `after` (a crashed run's) is waited for instead."""
         addon = self.client.postgres_addon(self.app)
         self._wait(
-            self._start(lambda: self.client.restore_database(addon["id"], dump_url), "pg_restore", since),
+            self._start(lambda: self.client.restore_database(addon["id"], dump_url), "pg_restore", after),
             "restore",
             timeout,
         )
 
-    def capture_backup(self, timeout: float = TRANSFER_TIMEOUT, since: datetime | None = None) -> str:
+    def capture_backup(self, timeout: float = TRANSFER_TIMEOUT, after: int | None = None) -> str:
         """Heroku's `pg:backups:capture`, waited for: the backup's name (b001, ...), kept by Heroku."""
         addon = self.client.postgres_addon(self.app)
         transfer = self._wait(
-            self._start(lambda: self.client.capture_backup(addon["id"]), "gof3r", since), "backup", timeout
+            self._start(lambda: self.client.capture_backup(addon["id"]), "gof3r", after), "backup", timeout
         )
         return backup_name(transfer)
 
-    def transfer_since(self, to_type: str, since: datetime, succeeded: bool = True) -> dict[str, Any] | None:
-        """The newest transfer of a kind (`gof3r`: a backup, `pg_restore`: a restore) created at or after
-        `since` that succeeded (or, with `succeeded=False`, is still running): what a run that crashed
-        after starting one finds when it resumes."""
+    def last_transfer(self) -> int:
+        """The number of the app's newest transfer (0 for none): later ones are a run's own."""
+        return max((int(t["num"]) for t in self.client.transfers(self.app)), default=0)
+
+    def transfer_after(self, to_type: str, after: int, succeeded: bool = True) -> dict[str, Any] | None:
+        """The newest transfer of a kind (`gof3r`: a backup, `pg_restore`: a restore) numbered after `after`
+        that succeeded (or, with `succeeded=False`, is still running): what a run that crashed after
+        starting one finds when it resumes. Heroku numbers the app's transfers; no clock is compared."""
         found = [
             t for t in self.client.transfers(self.app)
-            if t.get("to_type") == to_type and _created(t) >= since.replace(microsecond=0)
+            if t.get("to_type") == to_type and int(t["num"]) > after
             and (bool(t.get("succeeded")) if succeeded else not t.get("finished_at"))
         ]  # fmt: skip
         return max(found, key=lambda t: int(t["num"])) if found else None
 
     def _start(
-        self, post: Callable[[], dict[str, Any]], to_type: str, since: datetime | None = None
+        self, post: Callable[[], dict[str, Any]], to_type: str, after: int | None = None
     ) -> dict[str, Any]:
         """Start a transfer once: a POST without a clear answer is never sent again (a second restore would
         run over the first); the transfer it may have created is looked for instead."""
-        running = self.transfer_since(to_type, since, succeeded=False) if since else None
+        running = self.transfer_after(to_type, after, succeeded=False) if after is not None else None
         if running is not None:
             return running
         known = {str(t["uuid"]) for t in self.client.transfers(self.app)}

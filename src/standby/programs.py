@@ -39,7 +39,7 @@ def primary_program(config: PrimaryConfig) -> HerokuPrimary:
         where = "; ".join(f"{region}: {reason}" for region, reason in live.items())
         pulumi.log.warn(
             f"Heroku's formation stays at zero, so Heroku stays fenced ({where}). Fail back with "
-            "`python scripts/failback.py` to bring it back."
+            "`python scripts/failback.py` to bring it back, or finish the recovery on Heroku that fenced it."
         )
     elif not config.standby_regions:
         pulumi.log.warn(

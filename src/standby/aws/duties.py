@@ -217,7 +217,8 @@ def _operator_in(place: OperatorRegion, account: str) -> list[Statement]:
     on_cluster = {"ArnEquals": {"ecs:cluster": cluster}}
     secrets = [m.database_secret, m.app_database_secret, m.primary_database_secret, m.settings_secret,
                m.drill_database_secret]  # fmt: skip
-    written = [m.settings_secret, m.drill_database_secret]  # the AI switch, the drill's scratch URL
+    # The AI switch, the drill's scratch URL, Heroku's DATABASE_URL after a promotion (recover_db.py).
+    written = [m.settings_secret, m.drill_database_secret, m.primary_database_secret]
     parameters = [mode_parameter(app), heroku_fence_parameter(app), ai_provider_parameter(app)]
     macs = [k for k in (m.backup_mac_key, m.runbook_mac_key) if k]
     statements = [

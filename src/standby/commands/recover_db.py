@@ -31,10 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--backup", help="from-backup: the backup id (`python scripts/backup.py list`)")
     parser.add_argument(
+        "--formation",
+        type=_formation,
+        help="what to bring back afterwards (web=2,worker=1), when the app runs no dyno already; "
+        "default: its formation when the run starts",
+    )
+    parser.add_argument(
         "--health-url",
         help="what must answer 2xx once the app is back (default: https://<first domain><health path>)",
     )
     return parser
+
+
+def _formation(text: str) -> dict[str, int]:
+    """An argparse type: `web=2,worker=1`."""
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        kind, _, count = part.partition("=")
+        if not kind.strip() or not count.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"not a formation such as web=2,worker=1: {text!r}")
+        counts[kind.strip()] = int(count)
+    return counts
 
 
 def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsStandby) -> int:
@@ -43,7 +60,9 @@ def main(argv: list[str] | None = None, standby_side: StandbySideFactory = AwsSt
     needed = {"point-in-time": ("at", "--at"), "from-backup": ("backup", "--backup")}.get(args.mode)
     if needed and getattr(args, needed[0]) is None:
         parser.error(f"{args.mode} needs {needed[1]}")
-    recovery = Recovery(args.mode, follower=args.follower, at=args.at, backup=args.backup)
+    recovery = Recovery(
+        args.mode, follower=args.follower, at=args.at, backup=args.backup, formation=args.formation
+    )
 
     def confirm(question: str) -> bool:
         return bool(args.yes) or confirm_by_name(args.app, question)

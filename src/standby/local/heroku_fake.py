@@ -33,6 +33,7 @@ ACCEPT_VERSION: Final = "application/vnd.heroku+json; version=3"
 RATE_LIMIT: Final = 4500  # Heroku's per-token budget per hour
 PAGE_SIZE: Final = 200  # Heroku's default page of a list
 ANSWER_DELAY: Final = 2.0  # seconds a "timeout" answer is held back
+UNFOLLOW_SECONDS: Final = 0.3  # how long a follower takes to stop following after `pg:unfollow`
 CONFIG_VAR_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The Platform API routes the fake serves (tests/test_heroku_fake_contract.py holds each against Heroku's
 # published schema); the Postgres data API's (/client/v11/...) are not in that schema.
@@ -588,8 +589,9 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
             elif method == "GET" and len(parts) == 3 and database and parts[2] == "wait_status":
                 self._send(200, database.wait_status_json())
             elif method == "PUT" and len(parts) == 3 and database and parts[2] == "unfollow":
-                database.unfollow()
-                self._send(200, {"message": "unfollowed"})
+                # Heroku stops the follower in the background: it still follows when the PUT answers.
+                threading.Timer(UNFOLLOW_SECONDS, database.unfollow).start()
+                self._send(200, {"message": f"{database.name} will stop following"})
             elif method == "GET" and len(parts) == 3 and parts[0] == "apps" and parts[2] == "transfers":
                 app = fake.find(parts[1])
                 if app is None:

@@ -47,6 +47,7 @@ class FailbackPreflight(EnvStep):
         if mode is not Mode.ACTIVE:
             raise SafetyRefusal(f"the standby is {mode}, not active: there is nothing to fail back.")
         self.env.primary.answer()  # must answer: failback writes to Heroku
+        ctx.facts["last_transfer"] = self.env.primary.last_transfer()  # Heroku's capture comes after it
         ctx.facts["started_at"] = datetime.now(UTC).isoformat()
 
 
@@ -117,8 +118,8 @@ class CaptureHeroku(EnvStep):
     name = "capture_heroku"
 
     def is_done(self, ctx: RunContext) -> bool:
-        if not ctx.facts.get("heroku_backup") and "started_at" in ctx.facts:
-            made = self.env.primary.transfer_since("gof3r", datetime.fromisoformat(ctx.facts["started_at"]))
+        if not ctx.facts.get("heroku_backup") and "last_transfer" in ctx.facts:
+            made = self.env.primary.transfer_after("gof3r", ctx.facts["last_transfer"])
             if made is not None:
                 ctx.facts["heroku_backup"] = backup_name(made)
         return bool(ctx.facts.get("heroku_backup"))
@@ -127,8 +128,7 @@ class CaptureHeroku(EnvStep):
         return "capture a Heroku backup of its database as it is now (pg:backups:capture): the way back"
 
     def apply(self, ctx: RunContext) -> None:
-        since = datetime.fromisoformat(ctx.facts["started_at"]) if "started_at" in ctx.facts else None
-        ctx.facts["heroku_backup"] = self.env.primary.capture_backup(since=since)
+        ctx.facts["heroku_backup"] = self.env.primary.capture_backup(after=ctx.facts.get("last_transfer"))
         ctx.say(f"  Heroku kept its database as backup {ctx.facts['heroku_backup']} (`heroku pg:backups`)")
 
 

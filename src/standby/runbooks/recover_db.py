@@ -14,6 +14,7 @@ Only while Heroku is the live side: after a cutover, the data lives on AWS.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +23,9 @@ from typing import Any, Final
 import boto3
 import psycopg
 from botocore.config import Config
-from psycopg import sql
 
-from standby import catalog, live_side
-from standby.backup import RECOVERING_SETTING, count_rows
+from standby import catalog, live_side, recovery_mark
+from standby.backup import count_rows
 from standby.errors import SafetyRefusal, StandbyError
 from standby.heroku_api import HerokuApiError, HerokuUncertain
 from standby.heroku_postgres import (
@@ -36,16 +36,18 @@ from standby.heroku_postgres import (
     promote,
     state_lines,
     wait_available,
+    wait_newest_release,
 )
-from standby.pg_url import parse_database_url
+from standby.pg_url import Database, parse_database_url
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
-from standby.runbooks.failback import URL_LIFETIME, CaptureHeroku, UnfenceHeroku
+from standby.runbooks.failback import URL_LIFETIME, CaptureHeroku
 from standby.runbooks.rollback import WaitHealthy
 
 MODES: Final = ("follower", "point-in-time", "from-backup")
 PROVISION_TIMEOUT: Final = 4 * 3600.0  # seconds Heroku may take to prepare a rollback database
+UNFOLLOW_TIMEOUT: Final = 600.0  # seconds for a follower to stop following
 
 Confirm = Callable[[str], bool]
 
@@ -58,6 +60,12 @@ class Recovery:
     follower: str | None = None  # follower: which one, when the app has several
     at: datetime | None = None  # point-in-time: the moment to go back to
     backup: str | None = None  # from-backup: the backup id
+    formation: dict[str, int] | None = None  # what to bring back, when the app runs no dyno already
+
+    def asked(self) -> dict[str, Any]:
+        """What this run was asked for, as the journal keeps it: a resume must ask for the same."""
+        return {"mode": self.mode, "follower": self.follower, "at": self.at.isoformat() if self.at else None,
+                "backup": self.backup}  # fmt: skip
 
 
 def _seconds_since(moment: datetime) -> float:
@@ -87,6 +95,15 @@ class RecoveryStep(EnvStep):
             )
         return url
 
+    def require_heroku_live(self) -> None:
+        """Heroku is where the app is live: after a cutover its data is on AWS."""
+        place = live_side.live_place(self.env.manifest)
+        if place != live_side.HEROKU:
+            raise SafetyRefusal(
+                f"{self.env.app} is live on {live_side.describe(place)}, not on Heroku: its data is there. Recover "
+                "it there (scripts/restore.py), or fail back first."
+            )
+
     def show_state(self, ctx: RunContext) -> None:
         for line in state_lines(self.env.primary.client, self.env.app):
             ctx.say(f"  now {line}")
@@ -102,12 +119,17 @@ class Preflight(RecoveryStep):
         self.recovery = recovery
 
     def is_done(self, ctx: RunContext) -> bool:
-        begun = ctx.facts.get("mode")
-        if begun is not None and begun != self.recovery.mode:
+        """Checked on every run, a resume's too: the journal's recovery is the one asked for, and Heroku is
+        still where the app is live (a cutover may have come while a killed run's lock lapsed)."""
+        begun = ctx.facts.get("asked")
+        if begun is not None and begun != self.recovery.asked():
+            shown = " ".join(f"{k}={v}" for k, v in begun.items() if v)
             raise SafetyRefusal(
-                f"the unfinished recover_db run is a {begun} recovery: finish it with `recover_db.py {begun} "
-                "--resume`, or discard it with --restart."
+                f"the unfinished recover_db run was asked for {shown}: resume it with the same arguments, or "
+                "discard it with --restart."
             )
+        if begun is not None:
+            self.require_heroku_live()
         return "started_at" in ctx.facts
 
     def plan(self, ctx: RunContext) -> str:
@@ -132,14 +154,19 @@ class Preflight(RecoveryStep):
         self, databases: list[HerokuDatabase], primary: HerokuDatabase, facts: dict[str, Any]
     ) -> tuple[dict[str, Any], list[str]]:
         client = self.env.primary.client
-        followers = [(d, i) for d in databases if not d.is_primary and (i := info(client, d)).following]
+        leader = self.env.primary.database_url()
+        followers = [
+            (d, i) for d in databases if not d.is_primary and (i := info(client, d)).following
+            and i.following_url == leader
+        ]  # fmt: skip
         wanted = self.recovery.follower
         if wanted:
             followers = [(d, i) for d, i in followers if wanted in (d.name, *d.attachments)]
         if not followers:
             raise SafetyRefusal(
                 f"{self.env.app} has no follower{' ' + repr(wanted) if wanted else ''} of {primary.name} to promote "
-                "(`heroku pg:info`). Recover with point-in-time or from-backup instead."
+                "(`heroku pg:info`; one that follows another database does not count). Recover with point-in-time "
+                "or from-backup instead."
             )
         if len(followers) > 1:
             names = ", ".join(d.name for d, _ in followers)
@@ -186,20 +213,23 @@ class Preflight(RecoveryStep):
         ]
 
     def apply(self, ctx: RunContext) -> None:
-        place = live_side.live_place(self.env.manifest)
-        if place != live_side.HEROKU:
-            raise SafetyRefusal(
-                f"{self.env.app} is live on {live_side.describe(place)}, not on Heroku: its data is there. Recover "
-                "it there (scripts/restore.py), or fail back first."
-            )
+        self.require_heroku_live()
         facts, lines = self.resolve()
         for line in lines:
             ctx.say(f"  {line}")
         if self.recovery.mode == "from-backup":
             facts["dump_version"] = verified_dump_version(self.env, facts["backup_id"])
+        formation = self.recovery.formation or self.env.primary.formation()
+        if not any(formation.values()):
+            raise SafetyRefusal(
+                f"{self.env.app} runs no dyno (its formation is all zero, fenced by hand?): what to bring back after "
+                "the recovery is unknown. Name it: --formation web=2,worker=1."
+            )
         ctx.facts.update(
-            facts, formation=self.env.primary.formation(), started_at=datetime.now(UTC).isoformat()
-        )
+            facts, asked=self.recovery.asked(), formation=formation,
+            last_transfer=self.env.primary.last_transfer() if self.recovery.mode == "from-backup" else 0,
+            started_at=datetime.now(UTC).isoformat(),
+        )  # fmt: skip
 
 
 def verified_dump_version(env: RunbookEnv, backup_id: str) -> str | None:
@@ -250,6 +280,10 @@ class FenceApp(RecoveryStep):
         running = self.env.primary.formation()
         if any(running.values()):
             ctx.facts["formation"] = running
+        # Recorded first: a `pulumi up -s primary` meanwhile keeps Heroku at zero instead of waking it.
+        self.env.standby.record_primary_fenced(
+            f"fenced by recover_db run {ctx.run_id}; it brings Heroku back"
+        )
         self.env.primary.fence()
 
 
@@ -392,15 +426,29 @@ class Promote(RecoveryStep):
                 f"  {target.name} is behind its leader by {about.behind_by or 'an unknown amount'}; unfollowing"
             )
             client.unfollow(target.id)
+            self._wait_unfollowed(target)
+        wait_available(client, target, PROVISION_TIMEOUT)  # `pg:promote` refuses a database still preparing
         if not target.is_primary:
             try:
                 promote(client, self.env.app, target, primary_database(self.databases(), self.env.app))
             except HerokuUncertain:
                 if not self.database(ctx.facts["target_db"]).is_primary:  # the answer lost, and not done
                     raise
+        wait_newest_release(client, self.env.app, self.env.health_timeout)
         if "at" in ctx.facts:  # what is lost: every write since the moment gone back to
             ctx.facts["rpo_seconds"] = _seconds_since(datetime.fromisoformat(ctx.facts["at"]))
         self.show_state(ctx)
+
+    def _wait_unfollowed(self, target: HerokuDatabase) -> None:
+        """Heroku stops a follower in the background: until it has, the database refuses writes."""
+        deadline = time.monotonic() + UNFOLLOW_TIMEOUT
+        while info(self.env.primary.client, target).following:
+            if time.monotonic() > deadline:
+                raise SafetyRefusal(
+                    f"{target.name} still follows its leader {UNFOLLOW_TIMEOUT:.0f} s after `pg:unfollow`: check "
+                    "`heroku pg:info`, then --resume."
+                )
+            time.sleep(0.5)
 
 
 class VerifyDatabase(RecoveryStep):
@@ -433,60 +481,47 @@ class VerifyDatabase(RecoveryStep):
             finally:
                 conn.rollback()
         ctx.say(f"  DATABASE_URL reaches {target.name}, which takes writes")
+        # With Heroku's API dark, a cutover fences the database it remembers: it must be this one now.
+        self.env.standby.remember_primary_database_url(settings["DATABASE_URL"])
 
 
 class HoldBackups(RecoveryStep):
     """Our scheduled backup must not dump a database half restored: mark it, and end the sessions that
-    began before the mark (a backup in flight among them)."""
+    began before the mark, a backup in flight among them (standby.recovery_mark)."""
 
     name = "hold_backups"
 
-    def _database(self) -> Any:
+    def _database(self) -> Database:
         return parse_database_url(self.env.primary.database_url() or "", "Heroku DATABASE_URL")
 
     def is_done(self, ctx: RunContext) -> bool:
-        return recovering(self._database()) == ctx.run_id
+        return False  # marking again and ending sessions again is harmless, and a crash may have come between
 
     def plan(self, ctx: RunContext) -> str:
         return "mark Heroku's database as being restored (backups refuse it) and end its open sessions"
 
     def apply(self, ctx: RunContext) -> None:
-        database = self._database()
-        with database.connect(autocommit=True, connect_timeout=15) as conn:
-            conn.execute(_role_setting(database.dbname, sql.SQL("SET {} = {}").format(
-                sql.Identifier(*RECOVERING_SETTING.split(".")), sql.Literal(ctx.run_id))))  # fmt: skip
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        recovery_mark.mark(self._database(), ctx.run_id)
+
+    def verify(self, ctx: RunContext) -> None:
+        if recovery_mark.marked_by(self._database()) != ctx.run_id:
+            raise SafetyRefusal("the mark that holds backups off Heroku's database is not there: --resume.")
 
 
 class ReleaseBackups(HoldBackups):
     name = "release_backups"
 
     def is_done(self, ctx: RunContext) -> bool:
-        return recovering(self._database()) is None
+        return recovery_mark.marked_by(self._database()) is None
 
     def plan(self, ctx: RunContext) -> str:
         return "lift the mark: backups take Heroku's database again"
 
     def apply(self, ctx: RunContext) -> None:
-        database = self._database()
-        with database.connect(autocommit=True, connect_timeout=15) as conn:
-            conn.execute(_role_setting(database.dbname, sql.SQL("RESET {}").format(
-                sql.Identifier(*RECOVERING_SETTING.split(".")))))  # fmt: skip
+        recovery_mark.unmark(self._database())
 
-
-def _role_setting(dbname: str, setting: sql.Composable) -> sql.Composed:
-    """For the app's own role in its database: any role may set this for itself, no superuser needed."""
-    return sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} {}").format(sql.Identifier(dbname), setting)
-
-
-def recovering(database: Any) -> str | None:
-    """The run that marked the database as being restored, or None."""
-    with database.connect(autocommit=True, connect_timeout=15) as conn:
-        row = conn.execute("SELECT current_setting(%s, true)", [RECOVERING_SETTING]).fetchone()
-    return str(row[0]) if row and row[0] else None
+    def verify(self, ctx: RunContext) -> None:
+        return None
 
 
 class RestoreBackup(RecoveryStep):
@@ -496,11 +531,8 @@ class RestoreBackup(RecoveryStep):
 
     name = "restore_backup"
 
-    def _since(self, ctx: RunContext) -> datetime:
-        return datetime.fromisoformat(ctx.facts["started_at"])
-
     def is_done(self, ctx: RunContext) -> bool:
-        return self.env.primary.transfer_since("pg_restore", self._since(ctx)) is not None
+        return self.env.primary.transfer_after("pg_restore", ctx.facts["last_transfer"]) is not None
 
     def plan(self, ctx: RunContext) -> str:
         return (
@@ -526,7 +558,7 @@ class RestoreBackup(RecoveryStep):
                     **({"VersionId": version} if version else {})},
             ExpiresIn=URL_LIFETIME,
         )  # fmt: skip
-        self.env.primary.restore_database(url, since=self._since(ctx))
+        self.env.primary.restore_database(url, after=ctx.facts["last_transfer"])
 
     def verify(self, ctx: RunContext) -> None:
         url = self.env.primary.database_url() or ""
@@ -539,10 +571,43 @@ class RestoreBackup(RecoveryStep):
         self.show_state(ctx)
 
 
+class UnfenceApp(RecoveryStep):
+    """The formation journaled before the fence comes back and maintenance goes off; the fence's record
+    goes first, so `pulumi up -s primary` no longer holds Heroku at zero."""
+
+    name = "unfence_app"
+
+    def _formation(self, ctx: RunContext) -> dict[str, int]:
+        formation: dict[str, int] = ctx.facts["formation"]
+        if not any(formation.values()):  # a fence's zeros taken for the app's: it would never come back
+            raise SafetyRefusal(
+                "the formation to bring back is all zero: scale the app by hand (`heroku ps:scale`), then "
+                "`heroku maintenance:off`."
+            )
+        return formation
+
+    def is_done(self, ctx: RunContext) -> bool:
+        return self.env.primary.is_serving(self._formation(ctx))
+
+    def plan(self, ctx: RunContext) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in ctx.facts.get("formation", {}).items()) or "as before"
+        return f"dynos back ({shown}), maintenance mode off"
+
+    def apply(self, ctx: RunContext) -> None:
+        formation = self._formation(ctx)
+        self.require_heroku_live()  # a cutover may have come while a killed run's lock lapsed
+        self.env.standby.clear_primary_fenced()
+        self.env.primary.unfence(formation)
+
+    def verify(self, ctx: RunContext) -> None:
+        if not self.is_done(ctx):
+            raise SafetyRefusal("Heroku is still in maintenance mode or its dynos did not come back.")
+
+
 def recovery_steps(
     env: RunbookEnv, recovery: Recovery, confirm: Confirm, health_url: str | None
 ) -> list[Step]:
-    healthy: list[Step] = [UnfenceHeroku(env), WaitHealthy(env, health_url)]
+    healthy: list[Step] = [UnfenceApp(env), WaitHealthy(env, health_url)]
     if recovery.mode == "follower":
         return [Preflight(env, recovery), FenceApp(env), Promote(env), VerifyDatabase(env), *healthy]
     if recovery.mode == "point-in-time":
