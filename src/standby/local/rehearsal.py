@@ -60,7 +60,7 @@ NOT_EXERCISED: Final = (
 HEROKU_NOT_EXERCISED: Final = (
     "real Heroku Postgres (a rollback database is a copy of a state the fake remembered; a follower is a copy "
     "that does not stream, and its lag is set, not measured)",
-    "real dyno restarts and release phases (a release phase is a one-second wait; the app's health URL is a "
+    "real dyno restarts and release phases (a release phase is a short wait; the app's health URL is a "
     "local web app that reads the fake's state)",
 )
 
@@ -307,7 +307,7 @@ def _roll_back(world: World, say: Callable[[str], None]) -> RehearsalResult:
 
     app, tables = world.app, sorted(world.backup.tables)
     broken: set[str] = set()
-    app.release_phase, app.release_phase_seconds = True, 1.0  # `release: rails db:migrate`, as apps have
+    app.release_phase, app.release_phase_seconds = True, 0.3  # `release: rails db:migrate`, as apps have
     with _heroku_health(world.heroku, app, broken) as health:
         _released(app, app.deploy("Deploy 1a2b3c"))
         bad = _released(app, app.deploy("Deploy 4d5e6f"))
