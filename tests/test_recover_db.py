@@ -370,3 +370,14 @@ def test_the_recover_db_script_promotes_the_follower(scene: Scene) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _app(scene).database is follower
+
+
+def test_a_database_another_app_owns_is_recovered_from_that_app_not_this_one(scene: Scene) -> None:
+    owner = scene.heroku.add_app(FakeApp(f"{scene.app}-data", config_vars={"DATABASE_URL": scene.source}))
+    _app(scene).attach(owner)  # `heroku addons:attach`: this app's DATABASE is the other app's add-on
+    scene.heroku.requests.clear()
+
+    run = _recover(scene, "from-backup", "--backup", _newest_backup_id(scene))
+
+    assert run.code == 3 and "of its own" in run.output, run.output
+    assert _changes(scene) == []

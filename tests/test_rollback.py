@@ -7,11 +7,13 @@ import os
 import time
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 
 from standby.commands import rollback
 from standby.local.heroku_fake import FakeApp
+from standby.names import mode_parameter
 from standby.runbooks import rollback as rollback_runbook
 from tests.runbook_scene import Run, Scene, run_in_process, take_backup
 from tests.servers import run_script
@@ -148,6 +150,16 @@ def test_a_lost_answer_is_adopted_and_a_crash_resumed_never_makes_two_rollbacks(
     assert run.code == 0, run.output
     rollbacks = [r for r in _app(scene).releases if r["description"].startswith("Rollback")]
     assert len(rollbacks) == 1 and rollbacks[0]["current"]
+
+
+def test_a_rollback_while_the_app_is_live_on_aws_is_refused(scene: Scene) -> None:
+    _deploys(scene, "Deploy a", "Deploy b")
+    boto3.client("ssm").put_parameter(Name=mode_parameter(scene.app), Value="active", Overwrite=True)
+
+    run = _roll_back(scene)
+
+    assert run.code == 3 and "not on Heroku" in run.output, run.output
+    assert _changes(scene) == []
 
 
 def test_without_yes_the_apps_name_must_be_typed(scene: Scene) -> None:

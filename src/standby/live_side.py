@@ -60,3 +60,13 @@ def live_place(manifest: StandbyManifest) -> str:
 
 def describe(place: str) -> str:
     return "Heroku" if place == HEROKU else f"the AWS standby in {place}"
+
+
+def require_heroku(manifest: StandbyManifest, what: str) -> None:
+    """Refuses `what` (a change to the app on Heroku) unless Heroku is where the app is live."""
+    place = live_place(manifest)
+    if place != HEROKU:
+        raise SafetyRefusal(
+            f"{manifest.app} is live on {describe(place)}, not on Heroku: {what} on Heroku would act on a fenced "
+            "app whose data is elsewhere. Work on the live side, or fail back first."
+        )

@@ -293,12 +293,14 @@ class FakeApp:
         ]
 
     def addons_json(self) -> list[dict[str, Any]]:
-        return [self.addon_json(db) for db in self.databases.values()]
+        """Its own add-ons and those of other apps attached to it, as `heroku addons` lists them."""
+        shared = {db.id: db for db in self.attachments.values() if db.id not in self.databases}
+        return [self.addon_json(db) for db in [*self.databases.values(), *shared.values()]]
 
     def addon_json(self, db: FakeDatabase) -> dict[str, Any]:
         return {
             "actions": [], "addon_service": {"id": _uuid("heroku-postgresql"), "name": "heroku-postgresql"},
-            "billing_entity": {"id": self.id, "name": self.name, "type": "app"}, "app": self.ref,
+            "billing_entity": {**db.owner, "type": "app"}, "app": dict(db.owner),
             "billed_price": {"cents": 5000, "contract": False, "unit": "month"},
             "config_vars": sorted(f"{n}_URL" for n, d in self.attachments.items() if d is db),
             "created_at": CREATED, "id": db.id, "name": db.name,
@@ -673,7 +675,15 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 return
             app.databases[database.id] = database
             lost = fake.lose_answer(("POST", "addons"))
-            app.attach_database(database, (body.get("attachment") or {}).get("name"))
+            # Heroku attaches it, sets its config var and restarts the app once it is provisioned; until
+            # then `pg:wait` says it is preparing.
+            ready_in, database.ready_at = max(0.0, database.ready_at - time.monotonic()), float("inf")
+
+            def provisioned() -> None:
+                app.attach_database(database, (body.get("attachment") or {}).get("name"))
+                database.ready_at = 0.0
+
+            threading.Timer(ready_in, provisioned).start()
             if lost == "503":
                 self._error(503, "unavailable", "The service is temporarily unavailable.")
                 return

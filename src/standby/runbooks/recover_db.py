@@ -97,12 +97,7 @@ class RecoveryStep(EnvStep):
 
     def require_heroku_live(self) -> None:
         """Heroku is where the app is live: after a cutover its data is on AWS."""
-        place = live_side.live_place(self.env.manifest)
-        if place != live_side.HEROKU:
-            raise SafetyRefusal(
-                f"{self.env.app} is live on {live_side.describe(place)}, not on Heroku: its data is there. Recover "
-                "it there (scripts/restore.py), or fail back first."
-            )
+        live_side.require_heroku(self.env.manifest, "recovering the database")
 
     def show_state(self, ctx: RunContext) -> None:
         for line in state_lines(self.env.primary.client, self.env.app):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from standby import live_side
 from standby.errors import SafetyRefusal, StandbyError
 from standby.heroku_api import HerokuApiError, HerokuUncertain
 from standby.pg_url import parse_database_url
@@ -149,6 +150,7 @@ class Preflight(RollbackStep):
         return None
 
     def apply(self, ctx: RunContext) -> None:
+        live_side.require_heroku(self.env.manifest, "a rollback")
         current, target, warnings = self.resolve()
         for warning in warnings:
             ctx.say(f"  warning: {warning}")
