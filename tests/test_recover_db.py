@@ -295,7 +295,6 @@ def _crash(self: object, ctx: object) -> None:
     ("mode", "step"),
     [
         ("follower", steps.FenceApp),
-        ("follower", steps.Promote),
         ("point-in-time", steps.CreateRollbackDatabase),
         ("point-in-time", steps.Promote),
         ("from-backup", steps.CaptureHeroku),

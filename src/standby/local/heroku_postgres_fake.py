@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-PROVISION_SECONDS: Final = 0.5  # how long a new database says "waiting?" (minutes on Heroku)
+PROVISION_SECONDS: Final = 0.2  # how long a new database says "waiting?" (minutes on Heroku)
 # Heroku's rollback window by plan tier (Dev Center, "Choosing the Right Heroku Postgres Plan").
 ROLLBACK_WINDOWS: Final = {"standard": timedelta(days=4), "premium": timedelta(days=7),
                            "private": timedelta(days=7), "shield": timedelta(days=7)}  # fmt: skip
