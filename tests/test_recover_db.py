@@ -380,3 +380,30 @@ def test_a_database_another_app_owns_is_recovered_from_that_app_not_this_one(sce
 
     assert run.code == 3 and "of its own" in run.output, run.output
     assert _changes(scene) == []
+
+
+@pytest.mark.parametrize(
+    ("following", "database_url", "same"),
+    [
+        (
+            "postgres://ec2-1.compute.amazonaws.com:5432/d1",
+            "postgres://u:secret@ec2-1.compute.amazonaws.com:5432/d1",
+            True,
+        ),
+        (
+            "postgres://ec2-1.compute.amazonaws.com:5432/d1",
+            "postgres://u:secret@ec2-1.compute.amazonaws.com:5432/d2",
+            False,
+        ),
+        (
+            "postgres://ec2-1.compute.amazonaws.com:5432/d1",
+            "postgres://u:secret@ec2-2.compute.amazonaws.com:5432/d1",
+            False,
+        ),
+        ("postgresql://pg:@/db?host=/run/a", "postgresql://pg:@/db?host=/run/b", False),
+    ],
+)
+def test_a_follower_is_matched_to_its_leader_as_the_cli_matches_urls(
+    following: str, database_url: str, same: bool
+) -> None:
+    assert steps.same_database(following, database_url) is same
