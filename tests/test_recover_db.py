@@ -361,14 +361,27 @@ def test_a_follower_made_through_the_api_refuses_writes_until_unfollowed(scene: 
 
 
 @pytest.mark.slow
-def test_the_recover_db_script_promotes_the_follower(scene: Scene) -> None:
-    follower = _app(scene).add_follower()
+@pytest.mark.parametrize("mode", ["follower", "point-in-time", "from-backup"])
+def test_the_recover_db_script_recovers(scene: Scene, mode: str) -> None:
+    app = _app(scene)
+    before_loss = count_tables(scene.source, TABLES)
+    args = [mode]
+    if mode == "follower":
+        app.add_follower()
+    elif mode == "point-in-time":
+        args += ["--at", _remembered_before_a_loss(scene).isoformat()]
+    else:
+        args += ["--backup", _newest_backup_id(scene)]
+        _lose_rentals(scene.source)
+
     result = run_script(
-        "recover_db.py", "follower", "--app", scene.app, "--yes", "--journal-dir", str(scene.journal),
+        "recover_db.py", *args, "--app", scene.app, "--yes", "--journal-dir", str(scene.journal),
         "--health-url", scene.web.url, env=dict(os.environ),
     )  # fmt: skip
+
     assert result.returncode == 0, result.stderr
-    assert _app(scene).database is follower
+    assert count_tables(app.config_vars["DATABASE_URL"], TABLES) == before_loss and _serving(app)
+    assert f"recover_db of {scene.app} done" in result.stdout
 
 
 def test_a_database_another_app_owns_is_recovered_from_that_app_not_this_one(scene: Scene) -> None:
