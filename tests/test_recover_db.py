@@ -287,6 +287,18 @@ def test_an_app_that_runs_no_dyno_needs_the_formation_named(scene: Scene) -> Non
     assert _serving(app)
 
 
+def _disaster(scene: Scene, mode: str) -> list[str]:
+    """What each mode recovers from, made to happen; the arguments that recover from it."""
+    if mode == "follower":
+        _app(scene).add_follower()
+        return [mode]
+    if mode == "point-in-time":
+        return [mode, "--at", _remembered_before_a_loss(scene).isoformat()]
+    backup = _newest_backup_id(scene)
+    _lose_rentals(scene.source)
+    return [mode, "--backup", backup]
+
+
 def _crash(self: object, ctx: object) -> None:
     raise Crash
 
@@ -308,14 +320,7 @@ def test_a_crash_after_a_step_acted_is_resumed_to_the_same_end_without_acting_tw
 ) -> None:
     app = _app(scene)
     before_loss = count_tables(scene.source, TABLES)
-    args: list[str] = [mode]
-    if mode == "follower":
-        app.add_follower()
-    elif mode == "point-in-time":
-        args += ["--at", _remembered_before_a_loss(scene).isoformat()]
-    else:
-        args += ["--backup", _newest_backup_id(scene)]
-        _lose_rentals(scene.source)
+    args = _disaster(scene, mode)
 
     with monkeypatch.context() as patch:
         patch.setattr(step, "verify", _crash)  # the step acted; the journal never heard
@@ -365,14 +370,7 @@ def test_a_follower_made_through_the_api_refuses_writes_until_unfollowed(scene: 
 def test_the_recover_db_script_recovers(scene: Scene, mode: str) -> None:
     app = _app(scene)
     before_loss = count_tables(scene.source, TABLES)
-    args = [mode]
-    if mode == "follower":
-        app.add_follower()
-    elif mode == "point-in-time":
-        args += ["--at", _remembered_before_a_loss(scene).isoformat()]
-    else:
-        args += ["--backup", _newest_backup_id(scene)]
-        _lose_rentals(scene.source)
+    args = _disaster(scene, mode)
 
     result = run_script(
         "recover_db.py", *args, "--app", scene.app, "--yes", "--journal-dir", str(scene.journal),

@@ -424,9 +424,6 @@ class HerokuFake:
                 return app.config_vars["DATABASE_URL"]
         return database.url
 
-    def owner_of(self, database: FakeDatabase) -> FakeApp:
-        return self.apps[database.owner["name"]]
-
 
 def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):

@@ -133,10 +133,6 @@ class FakeDatabase:
     def waiting(self) -> bool:
         return time.monotonic() < self.ready_at
 
-    @property
-    def ref(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "app": dict(self.owner)}
-
     def info_json(self) -> dict[str, Any]:
         """`GET /client/v11/databases/{id}`, as `heroku pg:info` reads it."""
         earliest, _ = self.rollback_window()
