@@ -140,11 +140,12 @@ def build_scene(
     mode: Mode = Mode.WARM,
     ai: dict[str, Any] | None = None,
     settings: dict[str, str] | None = None,
+    world: dict[str, Any] | None = None,
 ) -> Iterator[Scene]:
     """A fresh app in the shared moto server and PostgreSQL, with one backup of its database taken.
 
     `ai` (the AI providers, camelCase) and `settings` (config vars besides DATABASE_URL, on both sides)
-    are for the AI switch."""
+    are for the AI switch; `world` sets more of the WorldSpec (second_region, image)."""
     source = pg_server.create_database("heroku", template=template)
     standby = pg_server.url(f"standby_{time.time_ns()}")
     app = f"acme-{time.time_ns() % 10**9}"  # moto's state lives as long as the session: one app per test
@@ -160,11 +161,13 @@ def build_scene(
                 f"api.{app}.example": "api-1.herokudns.com",
             },
             formation={"web": 3, "worker": 2},
+            sizes={"web": "Standard-2X", "worker": "Standard-1X"},
             load_balancer_dns=LB,
             dns_mode=dns_mode,
             mode=mode,
             app_settings=settings,
             ai=ai,
+            **(world or {}),
         )
     )
     take_backup(manifest, source)

@@ -65,6 +65,7 @@ def fake(pg_server: LocalPostgres) -> Iterator[HerokuFake]:
                     formation={"web": {"quantity": 1, "size": "Standard-2X"}})
         )  # fmt: skip
         app.release("Initial release")
+        app.deploy("Deploy 5f2c9e1", commit="5f2c9e1a7b3d4c5e6f708192a3b4c5d6e7f80912")
         app.run_one_off("run", "bash")
         yield api
 
@@ -97,6 +98,7 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/apps/acme/addons",
         {"plan": {"name": "heroku-postgresql:standard-0"}, "config": {"follow": "DATABASE_URL"}},
     ),
+    ("GET", "/apps/{app}/slugs/{slug}"): ("/apps/acme/slugs/SLUG", None),
     ("POST", "/actions/addon-attachments/resolve"): (
         "/actions/addon-attachments/resolve",
         {"app": "acme", "addon_attachment": "DATABASE", "addon_service": "heroku-postgresql"},
@@ -116,6 +118,8 @@ def test_the_fake_answers_each_route_in_the_schemas_shape_with_every_field(
     path, body = CALLS[route]
     if "DYNO" in path:
         path = path.replace("DYNO", next(n for n in fake.apps["acme"].dynos if n.startswith("run.")))
+    if "SLUG" in path:
+        path = path.replace("SLUG", fake.apps["acme"].releases[-1]["slug"]["id"])
     if isinstance(body, dict) and body.get("release") == "RELEASE":  # the API takes the release's id
         body = {"release": fake.apps["acme"].releases[0]["id"]}
     if isinstance(body, dict) and body.get("addon") == "ADDON":

@@ -56,7 +56,7 @@ class DnsSwitch:
             "ResourceRecords": [{"Value": record["heroku_target"]}],
         }
 
-    def _points(self, record: dict[str, str], item: dict[str, Any] | None, on_standby: bool) -> bool:
+    def points(self, record: dict[str, str], item: dict[str, Any] | None, on_standby: bool) -> bool:
         if item is None:
             return False
         if on_standby:
@@ -71,7 +71,7 @@ class DnsSwitch:
             ]
             return bool(alarms) and alarms[0]["StateValue"] == ("ALARM" if on_standby else "OK")
         current = self.records()
-        return all(self._points(r, current.get(r["hostname"]), on_standby) for r in self.manifest.records)
+        return all(self.points(r, current.get(r["hostname"]), on_standby) for r in self.manifest.records)
 
     def move(self, on_standby: bool, reason: str) -> str | None:
         """Point every name at the standby (or back at Heroku); returns the Route 53 change id, if any."""
@@ -82,7 +82,7 @@ class DnsSwitch:
         changes = []
         for record in self.manifest.records:
             item = current.get(record["hostname"])
-            if self._points(record, item, on_standby):
+            if self.points(record, item, on_standby):
                 continue
             if item is not None:
                 changes.append({"Action": "DELETE", "ResourceRecordSet": item})

@@ -143,6 +143,14 @@ class HerokuClient:
         UUID). Not retried: a lost answer may have created the release (HerokuUncertain)."""
         return dict(self.request("POST", f"/apps/{_q(app)}/releases", {"release": release_id}))
 
+    def slug(self, app: str, slug_id: str) -> dict[str, Any]:
+        """A release's slug: its `commit` is the git commit Heroku built it from."""
+        return dict(self.request("GET", f"/apps/{_q(app)}/slugs/{_q(slug_id)}"))
+
+    def domains(self, app: str) -> list[dict[str, Any]]:
+        """The app's domains: the herokuapp.com one (kind heroku) and the custom ones with their `cname`."""
+        return list(self.request("GET", f"/apps/{_q(app)}/domains"))
+
     def formation(self, app: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/apps/{_q(app)}/formation"))
 

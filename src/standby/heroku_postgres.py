@@ -54,6 +54,7 @@ class DatabaseInfo:
     behind_by: str | None  # Heroku's words: "125 commits"
     rollback_earliest: datetime | None  # None: the plan keeps no rollback window
     waiting: bool
+    version: str | None = None  # "PG Version": 17.4
 
     @property
     def following(self) -> bool:
@@ -68,6 +69,7 @@ class DatabaseInfo:
             behind_by=str(entries["Behind By"][0]) if entries.get("Behind By") else None,
             rollback_earliest=_earliest(str(rollback[0])) if rollback else None,
             waiting=bool(doc.get("waiting?")),
+            version=str(entries["PG Version"][0]) if entries.get("PG Version") else None,
         )
 
 

@@ -13,6 +13,7 @@ PROJECT: Final = "standby"
 CONFIG_NAMESPACE: Final = "standby"
 METRICS_NAMESPACE: Final = "Standby"  # CloudWatch: the DNS failover metric, which only the runbooks publish
 BACKUP_METRICS_NAMESPACE: Final = "Standby/Backups"  # the backup task's signals: a namespace of its own
+READINESS_NAMESPACE: Final = "Standby/Readiness"  # scripts/status.py --publish: each check, the score
 FAILOVER_METRIC: Final = "PrimaryInService"  # 1: traffic to Heroku; 0: to AWS (runbooks publish it)
 BACKUP_PREFIX: Final = "backups"  # key prefix of the backups in the bucket
 APP_ROLE: Final = "app_user"  # what the app connects to the standby as: owner of its data, nothing more
@@ -58,6 +59,12 @@ class StandbyOutput(StrEnum):
     DATABASE_ENDPOINT = "databaseEndpoint"
     MANIFEST_PARAMETERS = "manifestParameters"
     OPERATOR_ROLE = "operatorRole"  # what the runbooks run as: `aws sts assume-role` it, then run them
+
+
+def mirrored_setting(name: str) -> bool:
+    """Whether the app's config var `name` is mirrored to AWS: DATABASE_URL comes from the standby's own
+    secret; HEROKU_* describe Heroku (its dyno metadata, its add-ons' URLs), not the app on AWS."""
+    return name != "DATABASE_URL" and not name.startswith("HEROKU_")
 
 
 def mode_parameter(app: str) -> str:

@@ -214,7 +214,7 @@ class _Phases:
 
 
 def read_marker(server: Database, target: str) -> RestoredMarker | None:
-    with server.connect(autocommit=True) as conn:
+    with server.connect(autocommit=True, connect_timeout=10) as conn:
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [target]
         ).fetchone()
@@ -427,11 +427,16 @@ def _sanity(database: Database, checks: tuple[str, ...]) -> None:
             conn.rollback()
 
 
+def room_needed(manifest: BackupManifest) -> int:
+    """Bytes a restore of this backup takes on the server, beside the database in use."""
+    return int((manifest.database_size or manifest.size * DUMP_TO_DATABASE) * HEADROOM)
+
+
 def check_room(manifest: BackupManifest, request: RestoreRequest) -> None:
     """Refuse a restore that cannot fit beside the database in use: a full disk stops the live one too."""
     if request.free_bytes is None:
         return
-    needed = int((manifest.database_size or manifest.size * DUMP_TO_DATABASE) * HEADROOM)
+    needed = room_needed(manifest)
     if needed > request.free_bytes:
         previous = previous_databases(request.server, request.target)
         hint = (

@@ -18,9 +18,12 @@ Sources:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from standby.errors import SizingError
+
+if TYPE_CHECKING:
+    from standby.config.models import Mode
 
 GIB: Final = 1024  # MiB
 
@@ -256,3 +259,11 @@ def known_postgres_plans() -> str:
     for plan in POSTGRES_PLANS.values():
         levels.setdefault(plan.tier, []).append(plan.name.removeprefix(f"{plan.tier}-"))
     return ", ".join(f"{tier}-{'/'.join(names)}" for tier, names in levels.items())
+
+
+def desired_count(mode: Mode, primary_quantity: int) -> int:
+    """Tasks per service: none in pilot-light, one (if the primary runs any) when warm, all when active."""
+    # Compared by value: config.models imports this module, so Mode is imported for the types only.
+    if mode == "pilot-light" or primary_quantity == 0:
+        return 0
+    return 1 if mode == "warm" else primary_quantity

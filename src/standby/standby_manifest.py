@@ -86,6 +86,16 @@ class StandbyManifest:
     health_check_path: str = "/health"
     rpo_seconds: int = 900
     rto_seconds: int = 900
+    # What the standby was built from at the last `pulumi up`, for scripts/status.py to compare with Heroku
+    # now: the primary's formation ({type: {"quantity", "size"}}), the config var names the app gets on
+    # AWS (the overrides among them), the image its services run, the database's major version.
+    primary_formation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setting_names: tuple[str, ...] = ()
+    override_names: tuple[str, ...] = ()
+    image: str | None = None
+    postgres_version: int | None = None
+    backup_interval_seconds: int = 900
+    drill_interval_days: int = 30  # a drill older than this is overdue
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -120,7 +130,7 @@ class StandbyManifest:
                  f"{upgrade}"]
             )  # fmt: skip
         fields = dict(doc)
-        for name in ("sanity_sql", "subnets", "records"):
+        for name in ("sanity_sql", "subnets", "records", "setting_names", "override_names"):
             if isinstance(fields.get(name), list):
                 fields[name] = tuple(fields[name])
         try:

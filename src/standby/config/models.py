@@ -317,6 +317,7 @@ class StandbyConfig(ConfigModel):
     rpo_minutes: int = Field(default=15, ge=5, le=1440)
     rto_minutes: int = Field(default=15, ge=5, le=1440)
     backup_retention_days: int = Field(default=35, ge=1, le=3650)
+    drill_interval_days: int = Field(default=30, ge=1, le=365)  # scripts/status.py: older is overdue
     alert_emails: list[Annotated[str, _pattern(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")]] = []
     config_overrides: dict[EnvName, ConfigValue] = {}
     secret_config_overrides: dict[EnvName, SecretStr] = {}

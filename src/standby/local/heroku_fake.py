@@ -57,6 +57,7 @@ PLATFORM_ROUTES: Final = (
     ("GET", "/addon-attachments"),
     ("POST", "/addon-attachments"),
     ("POST", "/apps/{app}/addons"),
+    ("GET", "/apps/{app}/slugs/{slug}"),
 )
 
 
@@ -142,6 +143,10 @@ class FakeApp:
     config_vars: dict[str, str] = field(default_factory=dict)
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
     domains: list[str] = field(default_factory=list)
+    dns_targets: dict[str, str] = field(
+        default_factory=dict
+    )  # hostname -> its cname (default: <host>.herokudns.com)
+    commits: dict[str, str] = field(default_factory=dict)  # slug id -> the git commit it was built from
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
     release_phase: bool = False  # the Procfile declares `release:` (migrations): it runs on every release
@@ -254,9 +259,20 @@ class FakeApp:
             finish()
         return released
 
-    def deploy(self, description: str) -> dict[str, Any]:
-        """`git push heroku`: a release of a new slug."""
-        return self.release(description, slug=str(uuid.uuid4()), pending=self.release_phase_seconds)
+    def deploy(self, description: str, commit: str | None = None) -> dict[str, Any]:
+        """`git push heroku`: a release of a new slug, built from `commit`."""
+        slug = str(uuid.uuid4())
+        self.commits[slug] = commit or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        return self.release(description, slug=slug, pending=self.release_phase_seconds)
+
+    def slug_json(self, slug: str) -> dict[str, Any]:
+        return {
+            "blob": {"method": "get", "url": f"https://slug-blobs.example/{slug}.tgz"},
+            "buildpack_provided_description": "Ruby", "checksum": None, "commit": self.commits.get(slug),
+            "commit_description": None, "created_at": CREATED, "id": slug,
+            "process_types": {t: f"bundle exec {t}" for t in self.formation}, "size": 52428800,
+            "stack": {"id": _uuid("stack"), "name": "heroku-24"}, "updated_at": CREATED,
+        }  # fmt: skip
 
     @property
     def ref(self) -> dict[str, str]:
@@ -316,7 +332,7 @@ class FakeApp:
                 "acm_status": None,
                 "acm_status_reason": None,
                 "app": self.ref,
-                "cname": None if host == default else f"{host}.herokudns.com",
+                "cname": None if host == default else self.dns_targets.get(host, f"{host}.herokudns.com"),
                 "created_at": CREATED,
                 "hostname": host,
                 "id": _uuid(host),
@@ -568,6 +584,12 @@ def _handler_for(fake: HerokuFake) -> type[BaseHTTPRequestHandler]:
                 self._create_addon(app, body or {})
             elif route == ("GET", "domains"):
                 self._send(200, app.domains_json())
+            elif route == ("GET", "slugs") and len(parts) == 4:
+                known = {str(r["slug"]["id"]) for r in app.releases} | set(app.commits)
+                if parts[3] not in known:
+                    self._error(404, "not_found", "Couldn't find that slug.")
+                    return
+                self._send(200, app.slug_json(parts[3]))
             else:
                 self._error(404, "not_found", "The requested API endpoint was not found.")
 

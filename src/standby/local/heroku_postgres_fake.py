@@ -50,6 +50,12 @@ def copy_database(source_url: str, suffix: str) -> str:
     return _url_with(source_url, name)
 
 
+def _server_version(url: str) -> str:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else "unknown"
+
+
 def _url_with(url: str, dbname: str) -> str:
     """`url` naming another database (the path of a postgres:// URL)."""
     head, _, rest = url.partition("://")
@@ -82,6 +88,8 @@ class FakeDatabase:
     created_at: float = field(default_factory=lambda: time.time() - 30 * 86400)
     ready_at: float = 0.0  # monotonic time from which it is available (provisioning before)
     history: list[tuple[float, str]] = field(default_factory=list)  # (moment, a copy of it then)
+    # What `pg:info` says it runs: the server's own version unless a test upgrades it (as Heroku forces).
+    version: str | None = None
 
     @classmethod
     def follower_of(cls, leader: FakeDatabase, plan: str | None = None) -> FakeDatabase:
@@ -140,7 +148,7 @@ class FakeDatabase:
         entries = [
             {"name": "Plan", "values": [self.plan.replace("-", " ").title()]},
             {"name": "Status", "values": ["Preparing" if self.waiting else "Available"]},
-            {"name": "PG Version", "values": ["18.1"]},
+            {"name": "PG Version", "values": [self.version or _server_version(self.url)]},
             {"name": "Created", "values": [_stamp(self.created_at)]},
             {"name": "Following", "values": [following] if following else [], "resolve_db_name": True},
             {"name": "Behind By", "values": [f"{self.behind_by} commits"] if following else []},

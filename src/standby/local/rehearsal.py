@@ -36,7 +36,7 @@ from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.moto_server import moto_server
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_side import LocalStandby
-from standby.local.standby_world import WorldSpec, build_standby_world
+from standby.local.standby_world import WorldSpec, build_standby_world, replicate_backups
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
@@ -240,7 +240,7 @@ def _start_world(
         )
     )
     if scenario == "region-down":
-        _replicate(first.backup_bucket, second.backup_bucket, second.region)
+        replicate_backups(first.backup_bucket, second.backup_bucket, second.region)
     env = {"HEROKU_API_URL": heroku.url, "HEROKU_DATA_API_URL": heroku.url, "HEROKU_API_KEY": TOKEN,
            "HEROKU_API_ATTEMPTS": "2"}  # fmt: skip
     saved = {k: os.environ.get(k) for k in env}
@@ -389,11 +389,3 @@ def _heroku_health(heroku: HerokuFake, app: FakeApp, broken: set[str]) -> Iterat
 
     with _web_app(healthy) as url:
         yield url
-
-
-def _replicate(source_bucket: str, destination_bucket: str, region: str) -> None:
-    """What S3 replication does between the regions (moto stores the rule but does not replicate)."""
-    source = S3Store(source_bucket)
-    destination = S3Store(destination_bucket, region)
-    for key in source.list_keys("backups/"):
-        destination.write_stream(key, source.read_stream(key))

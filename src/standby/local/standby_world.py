@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 
+from standby.backup_store import S3Store
 from standby.config.models import DnsMode, Mode
 from standby.local.standby_side import WEB, WEB_TASK_IP
 from standby.names import (
@@ -26,9 +27,11 @@ from standby.names import (
     failover_alarm,
     lock_table,
     manifest_parameter,
+    mirrored_setting,
     mode_parameter,
     runbook_topic,
 )
+from standby.pg_url import parse_database_url
 from standby.standby_manifest import StandbyManifest
 
 APP_PASSWORD = "app-password-not-for-logs"  # the local world's application role
@@ -50,6 +53,9 @@ class WorldSpec:
     app_settings: dict[str, str] | None = None  # the app's config vars on AWS (one JSON secret)
     ai: dict[str, Any] | None = None  # the AI providers (AiConfig, camelCase)
     mac_primary_keys: tuple[str, str] | None = None  # the second region's world: the first's MAC keys
+    second_region: str | None = None  # the other region of the standby, when the world has one
+    sizes: dict[str, str] | None = None  # process type -> the primary's dyno size (default Standard-1X)
+    image: str | None = None  # what the services run (default <app>:latest)
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
@@ -94,6 +100,14 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
     group = ec2.create_security_group(GroupName=f"{app}-services", Description="services", VpcId=vpc)[
         "GroupId"
     ]
+    engine_version = _server_version(spec.database_url)
+    # The standby's RDS instance as StandbyDatabase declares it; moto describes it, nothing runs in it.
+    client("rds").create_db_instance(
+        DBInstanceIdentifier=f"{app}-standby", DBInstanceClass="db.t4g.small", Engine="postgres",
+        EngineVersion=engine_version, AllocatedStorage=20, MasterUsername="standby",
+        MasterUserPassword="not-used-by-the-world", StorageEncrypted=True,
+    )  # fmt: skip
+    image = spec.image or f"{app}:latest"
     ecs = client("ecs")
     cluster = f"{app}-standby"
     ecs.create_cluster(clusterName=cluster)
@@ -108,7 +122,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
             memory="512",
             executionRoleArn=f"arn:aws:iam::123456789012:role/{app}-execution",
             # moto's run_task wants a container memory, which Fargate leaves optional.
-            containerDefinitions=[{"name": kind, "image": f"{app}:latest", "essential": True, "memory": 512,
+            containerDefinitions=[{"name": kind, "image": image, "essential": True, "memory": 512,
                                    "secrets": [{"name": "DATABASE_URL", "valueFrom": app_secret}]}],
         )  # fmt: skip
         ecs.create_service(
@@ -171,7 +185,7 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         backup_bucket=bucket,
         database_secret=secret["ARN"],
         app_database_secret=app_secret,
-        database_instance=f"{app}-standby",  # as StandbyDatabase names it; moto runs no instance
+        database_instance=f"{app}-standby",  # as StandbyDatabase names it
         sanity_sql=spec.sanity_sql,
         topic_arn=topic,
         cluster=cluster,
@@ -194,11 +208,30 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         records=tuple({"hostname": h, "heroku_target": t} for h, t in spec.records.items()),
         failover_alarm=alarm,
         base_mode=spec.mode,
+        second_region=spec.second_region,
+        primary_formation={
+            kind: {"quantity": n, "size": (spec.sizes or {}).get(kind, "Standard-1X")}
+            for kind, n in spec.formation.items()
+        },
+        setting_names=tuple(sorted(k for k in (spec.app_settings or {}) if mirrored_setting(k))),
+        image=image,
+        postgres_version=int(engine_version.split(".")[0]),
     )
     client("ssm").put_parameter(
         Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True
     )
     return manifest
+
+
+def _server_version(database_url: str) -> str:
+    """The version of the PostgreSQL server the world's standby database lives on (its maintenance DB)."""
+    with (
+        parse_database_url(database_url, "the world's database URL")
+        .with_dbname("postgres")
+        .connect(connect_timeout=10) as conn
+    ):
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else "17.0"
 
 
 def _zone_with_records(route53: Any, spec: WorldSpec) -> str:
@@ -243,3 +276,11 @@ def _drill_rule(elbv2: Any, app: str, subnet: str, web_group: str, drill_group: 
             Actions=[{"Type": "forward", "TargetGroupArn": drill_group}],
         )["Rules"][0]["RuleArn"]
     )  # fmt: skip
+
+
+def replicate_backups(source_bucket: str, destination_bucket: str, region: str) -> None:
+    """What S3 replication does between the regions (moto stores the rule but does not replicate)."""
+    source = S3Store(source_bucket)
+    destination = S3Store(destination_bucket, region)
+    for key in source.list_keys("backups/"):
+        destination.write_stream(key, source.read_stream(key))

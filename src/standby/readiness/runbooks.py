@@ -1,0 +1,52 @@
+"""The control path at rest: nobody holds the app's lock, and no runbook stopped halfway."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from standby.readiness.check import Check, critical, human, ok, warning
+from standby.readiness.sources import Sources
+from standby.runbook.journal import Journal, JournalStore
+from standby.runbook.lock import DynamoDbLock
+
+# An unfinished one of these leaves the app between two states (fenced, half moved, half promoted).
+CHANGES_THE_APP: Final = ("cutover", "failback", "recover_db", "rollback")
+LEAVES_LEFTOVERS: Final = ("drill", "switch_ai")
+
+
+def runbooks(src: Sources, journal_dir: Path) -> Check:
+    # Read without the runbook key (only the operator may use it): a forged journal could only raise a
+    # false alarm here, never make a runbook skip a step.
+    journals = JournalStore(journal_dir, src.store)
+    open_runs: list[Journal] = [
+        j for name in (*CHANGES_THE_APP, *LEAVES_LEFTOVERS)
+        if (j := journals.load(src.app, name)) is not None and not j.finished
+    ]  # fmt: skip
+    held = DynamoDbLock(src.manifest.lock_table, src.app, src.manifest.region).holder()
+    said = []
+    if held:
+        expires = int(held.get("expires_at", 0))
+        state = "its lease ran out: the run died" if expires < time.time() else "its lease is renewed"
+        since = datetime.fromtimestamp(int(held.get("acquired_at", 0)), UTC)
+        said.append(
+            f"{held.get('runbook', 'a run')} of {held.get('who', 'someone')} holds the lock since "
+            f"{since:%Y-%m-%d %H:%M} UTC ({human(src.age(since))}; {state})"
+        )
+    said += [f"{j.runbook} run {j.run_id} stopped after {len(j.steps)} steps, unfinished" for j in open_runs]
+    if any(j.runbook in CHANGES_THE_APP for j in open_runs):
+        return critical(
+            "runbooks",
+            "; ".join(said) + ": the app may be between two states",
+            "finish it: rerun the same script with --resume (or --restart after checking what it did); "
+            "docs/runbooks.md says what each step leaves behind.",
+        )
+    if said:
+        return warning(
+            "runbooks",
+            "; ".join(said),
+            "wait for the run to finish; a dead one's lock is taken with --take-over, its journal finished with --resume.",
+        )
+    return ok("runbooks", "the lock is free and no runbook is unfinished")
