@@ -248,19 +248,27 @@ def test_a_database_without_room_for_one_more_restore_is_critical(ready: Scene, 
     assert code == 3 and "the next restore is refused" in output
 
 
-def test_a_held_lock_is_a_warning(ready: Scene, tmp_path: Path) -> None:
+def test_a_held_lock_is_a_warning_but_restore_ahead_holding_it_is_the_standby_at_work(
+    ready: Scene, tmp_path: Path
+) -> None:
     dynamodb, now = boto3.client("dynamodb"), int(datetime.now(UTC).timestamp())
-    dynamodb.put_item(
-        TableName=ready.manifest.lock_table,
-        Item={"lock": {"S": ready.app}, "runbook": {"S": "drill"}, "who": {"S": "ops@laptop"},
-              "acquired_at": {"N": str(now - 60)}, "expires_at": {"N": str(now + 300)}},
-    )  # fmt: skip
-    try:
-        code, doc, output = status(ready, tmp_path)
-    finally:
-        dynamodb.delete_item(TableName=ready.manifest.lock_table, Key={"lock": {"S": ready.app}})
+
+    def held_by(runbook: str) -> tuple[int, dict[str, Any], str]:
+        dynamodb.put_item(
+            TableName=ready.manifest.lock_table,
+            Item={"lock": {"S": ready.app}, "runbook": {"S": runbook}, "who": {"S": "ops@laptop"},
+                  "acquired_at": {"N": str(now - 60)}, "expires_at": {"N": str(now + 300)}},
+        )  # fmt: skip
+        try:
+            return status(ready, tmp_path)
+        finally:
+            dynamodb.delete_item(TableName=ready.manifest.lock_table, Key={"lock": {"S": ready.app}})
+
+    code, doc, output = held_by("drill")
     only(doc, "runbooks", "warning")
     assert code == 1 and "drill of ops@laptop holds the lock" in output
+    code, doc, output = held_by("restore")  # the status task runs after each backup, beside restore-ahead
+    assert (code, doc["score"]) == (0, 100) and "a restore is under way" in output
 
 
 def test_an_unfinished_cutover_is_critical(ready: Scene, tmp_path: Path) -> None:
