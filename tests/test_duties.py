@@ -1,6 +1,7 @@
 """Who may do what: each role's policy, evaluated against what its code really calls in the local world
 (tests/aws_calls.py) and against what a compromised task would try. The operator's is evaluated on the
-calls of the failback test (a cutover and its failback, tests/test_cutover.py) and the drill's."""
+calls of the failback test (a cutover and its failback, tests/test_cutover.py) and the drill's; the
+readiness reader's in tests/test_status.py, on its ready standby."""
 
 from __future__ import annotations
 

@@ -157,6 +157,15 @@ NARROW_WRITER = [
     {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/backups/app/*"]},
     {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/backups/app/*/manifest.json"]},
 ]  # fmt: skip
+# The status task's: lists and reads manifests, publishes its own namespace.
+READER = [
+    {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::b"]},
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/backups/app/*/manifest.json"]},
+    {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": ["arn:aws:dynamodb:us-east-2:1:table/app-standby-locks"]},
+]  # fmt: skip
+LOCK_WRITER = [
+    {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": ["arn:aws:dynamodb:*:*:table/*"]}
+]
 MODE = Declared("aws:ssm/parameter:Parameter", "mode", {"name": "/standby/app/mode"})
 
 
@@ -176,8 +185,14 @@ def _role_policy(name: str, statements: list[dict[str, Any]]) -> Declared:
          ["set the live mode"]),
         ("backup-writer", NARROW_WRITER, []),
         ("backup-writer", [*BROAD_WRITER, {"Effect": "Deny", "Action": "*", "Resource": "*"}], []),
+        ("readiness-reader", BROAD_WRITER, ["write a runbook journal", "publish the failover metric",
+                                            "read a backup's dump", "write what it reads"]),
+        ("readiness-reader", NARROW_WRITER, ["write what it reads"]),
+        ("readiness-reader", [*READER, *LOCK_WRITER], ["write what it reads"]),
+        ("readiness-reader", READER, []),
     ],
-    ids=["broad-writer", "broad-reader", "app-sets-the-mode", "narrow-writer", "explicit-deny"],
+    ids=["broad-writer", "broad-reader", "app-sets-the-mode", "narrow-writer", "explicit-deny",
+         "status-broad", "status-writes-backups", "status-takes-the-lock", "status-reads"],
 )  # fmt: skip
 def test_the_duty_rule_catches_a_task_role_that_could_steer_a_recovery(
     name: str, statements: list[dict[str, Any]], expected: list[str]

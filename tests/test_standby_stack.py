@@ -361,7 +361,9 @@ def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_liv
 ) -> None:
     keyed = {"standby:mode": "warm", "standby:herokuApiKey": "heroku-key-not-for-logs"}
     run_standby(pulumi_mocks, keyed)
-    rules = pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule")
+    rules = [
+        r for r in pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule") if "restore-ahead" in r.name
+    ]
     assert [r.region_role for r in rules] == ["standby"]
     pattern = json.loads(rules[0].inputs["eventPattern"])
     assert pattern["detail"]["group"] == [f"family:{APP}-backup"]
@@ -372,7 +374,9 @@ def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_liv
     container = json.loads(task.inputs["containerDefinitions"])[0]
     assert container["entryPoint"] == ["python", "scripts/restore.py"]
     assert container["command"] == ["--app", APP, "--ahead", "--yes"]
-    target = pulumi_mocks.of_type("aws:cloudwatch/eventTarget:EventTarget")[0]
+    (target,) = [
+        t for t in pulumi_mocks.of_type("aws:cloudwatch/eventTarget:EventTarget") if "restore-ahead" in t.name
+    ]
     assert target.inputs["ecsTarget"]["taskDefinitionArn"].endswith("restore-ahead-task")
     # The backup follows the live side: it may read the standby database's URL.
     backup_policy = json.loads(pulumi_mocks.named("standby-region-services-backup-policy").inputs["policy"])
@@ -384,7 +388,9 @@ def test_warm_mode_restores_each_completed_backup_ahead_and_stands_down_once_liv
 
     pulumi_mocks.declared.clear()
     run_standby(pulumi_mocks, keyed, live={mode_parameter(APP): "active"})
-    assert pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule") == []
+    assert [
+        r for r in pulumi_mocks.of_type("aws:cloudwatch/eventRule:EventRule") if "restore-ahead" in r.name
+    ] == []
     assert pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")  # the backups go on, from the standby
     assert "restore-ahead" not in task_definitions(pulumi_mocks)
 
@@ -449,7 +455,11 @@ def test_the_app_tasks_connect_as_the_application_role_never_the_master_user(
 
 def test_the_backup_tasks_reach_only_https_and_postgresql(pulumi_mocks: RecordingMocks) -> None:
     run_standby(pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs"})
-    (schedule,) = pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")
+    (schedule,) = [
+        s
+        for s in pulumi_mocks.of_type("aws:scheduler/schedule:Schedule")
+        if s.inputs["name"] == f"{APP}-standby-backup"
+    ]
     (group_id,) = schedule.inputs["target"]["ecsParameters"]["networkConfiguration"]["securityGroups"]
     group = next(
         g for g in pulumi_mocks.of_type("aws:ec2/securityGroup:SecurityGroup") if f"{g.name}-id" == group_id
@@ -511,7 +521,8 @@ def test_only_their_writers_may_sign_with_the_mac_keys_whatever_iam_grants(
     )
     assert who(backup, "kms:GenerateMac") == {roles["standby-region-services-backup"], roles["operator"]}
     assert who(backup, "kms:VerifyMac") == who(backup, "kms:GenerateMac") | {
-        roles["standby-region-restore-ahead-role"]
+        roles["standby-region-restore-ahead-role"],
+        roles["standby-region-readiness-role"],  # the status task verifies the backups it reports on
     }
     assert who(runbook, "kms:GenerateMac") == who(runbook, "kms:VerifyMac") == {roles["operator"]}
     for policy in policies.values():  # the account administers the keys, through IAM, but cannot use them

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
+from standby.aws import duties
 from standby.backup_store import S3Store
 from standby.commands import restore
 from standby.commands import status as status_command
@@ -32,6 +33,8 @@ from standby.readiness.assess import assess
 from standby.readiness.check import WEIGHTS
 from standby.readiness.sources import Sources
 from standby.runbook.journal import Journal, JournalStore
+from standby.standby_manifest import load_manifest
+from tests.aws_calls import ACCOUNT, record_calls, refused
 from tests.runbook_scene import Scene, build_scene, run_in_process
 from tests.servers import AWS_TEST_ENV
 
@@ -338,3 +341,19 @@ def test_status_py_runs_as_a_script_with_its_exit_code_and_json(ready: Scene, tm
     # As a script it sees the standby through AwsStandby: moto calls every registered target healthy.
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(report.read_text())["score"] == 100
+
+
+def test_the_readiness_reader_allows_every_call_of_a_published_status_run(
+    ready: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status task's policy (standby.aws.duties), evaluated against every AWS call a run makes."""
+    m = ready.manifest
+    replica = load_manifest(m.app, SECOND).backup_bucket
+    reader = duties.readiness_reader(m, ACCOUNT, f"arn:aws:kms:{m.region}:{ACCOUNT}:key/bucket", replica)
+    with record_calls(monkeypatch) as calls:
+        code, _, _ = status(ready, tmp_path, "--publish")
+    assert code == 0
+    assert refused(reader, calls) == []
+    # It published, verified the manifests' MACs and listed the replica: the duty covers those too.
+    assert {"cloudwatch:PutMetricData", "kms:VerifyMac"} <= {c.action for c in calls}
+    assert any(c.resource == f"arn:aws:s3:::{replica}" for c in calls)

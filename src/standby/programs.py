@@ -153,6 +153,12 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
         regions["second"].vault,
         opts=pulumi.ResourceOptions(provider=providers["standby"]),
     )
+    # The status task lists the other region's replica, whose bucket exists only now.
+    for role, region in regions.items():
+        if region.readiness is not None:
+            region.readiness.allow_reading(
+                regions["second" if role == "standby" else "standby"].vault.bucket.id
+            )
     balancer = regions[serving].services.load_balancer
     DnsRecords(
         "dns",
@@ -185,6 +191,8 @@ def standby_program(config: StandbyConfig) -> dict[str, StandbyRegion]:
             if modes["standby"] is not Mode.PILOT_LIGHT
             else None,
             global_provider=global_provider,
+            # Alarms act on a topic of their own region: they watch the checks published here.
+            readiness=standby.readiness is not None,
         ),
         opts=pulumi.ResourceOptions(provider=providers["standby"]),
     )

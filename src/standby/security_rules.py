@@ -19,6 +19,11 @@ from standby.names import DRILL_HEADER, METRICS_NAMESPACE
 
 SECRET_SIG_KEY: Final = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value
 BACKUP_WRITER: Final = "backup-writer"  # the backup task's inline policy (standby.aws.duties)
+READINESS_READER: Final = "readiness-reader"  # the status task's: it checks, so it writes nothing
+# What a reader must never do to anything its policy names: write, sign, or announce.
+WRITES: Final = ("s3:PutObject", "s3:DeleteObject", "ssm:PutParameter", "ssm:DeleteParameter", "dynamodb:PutItem",
+                 "dynamodb:UpdateItem", "dynamodb:DeleteItem", "kms:GenerateMac", "secretsmanager:PutSecretValue",
+                 "sns:Publish")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,8 @@ def _policy_statements(policy: Declared) -> list[Mapping[str, Any]] | None:
 
 def only_the_operator_steers_a_recovery(resources: list[Declared]) -> list[str]:
     """No task role may write a runbook journal, the live mode or the failover metric (the operator's
-    managed policy may), and the backup writer reads no dump and writes only under its backup prefix."""
+    managed policy may), the backup writer reads no dump and writes only under its backup prefix, and
+    the readiness reader writes nothing."""
     apps = {
         str(p.props.get("name", "")).split("/")[2]
         for p in _of(resources, "aws:ssm/parameter:Parameter")
@@ -202,12 +208,22 @@ def only_the_operator_steers_a_recovery(resources: list[Declared]) -> list[str]:
                 "set the live mode": [Request("ssm:PutParameter", f"arn:aws:ssm:{r}:{a}:parameter/standby/{app}/mode") for r, a in places],
                 "publish the failover metric": [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": METRICS_NAMESPACE})],
             }  # fmt: skip
-            if policy.props.get("name") == BACKUP_WRITER:
+            name = policy.props.get("name")
+            if name in (BACKUP_WRITER, READINESS_READER):
                 forbidden["read a backup's dump"] = [
                     Request("s3:GetObject", f"{b}/backups/{app}/20260101T000000Z-abcdef/dump")
                     for b in buckets
                 ]
+            if name == BACKUP_WRITER:
                 forbidden["write outside its backup prefix"] = [Request("s3:PutObject", f"{b}/elsewhere/{app}.json") for b in buckets]  # fmt: skip
+            if name == READINESS_READER:
+                # Everything it names, as named (a wildcard matches itself) and in each region it names.
+                targets = [
+                    *named,
+                    *(f"{b}/backups/{app}/20260101T000000Z-abcdef/manifest.json" for b in buckets),
+                ]
+                forbidden["write what it reads"] = [Request(a, t, {"aws:RequestedRegion": r}) for a in WRITES
+                                                    for t in targets for r, _ in places]  # fmt: skip
             for what, requests in forbidden.items():
                 if any(allows(statements, r) for r in requests):
                     problems.append(f"policy {policy.name}: a task role may {what}")

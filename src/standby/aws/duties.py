@@ -1,4 +1,5 @@
-"""What each role may do, as IAM statements: the backup writer, the restore reader, the operator.
+"""What each role may do, as IAM statements: the backup writer, the restore reader, the readiness
+reader, the operator.
 
 One function per duty, used by the stack (with Outputs for the ARNs) and by the tests (with the local
 world's ARNs, evaluating what the code really calls; `standby.aws.access`):
@@ -8,6 +9,8 @@ world's ARNs, evaluating what the code really calls; `standby.aws.access`):
   the failover metric's namespace: taking its rights steers no recovery;
 - the **restore reader** (restore-ahead) reads backups and restores into the standby's database under
   the app's lock; it writes no object, signs nothing;
+- the **readiness reader** (the status task, `scripts/status.py --publish`) reads what the readiness
+  checks look at and publishes them in their own namespace; it writes nothing else, reads no dump;
 - the **operator** runs the runbooks (cutover, failback, drill, restore, AI switch) from the standby
   manifest of each region: the only role that writes journals, the live mode or the failover metric.
 """
@@ -24,6 +27,7 @@ from standby.aws.policies import allow
 from standby.names import (
     BACKUP_METRICS_NAMESPACE,
     BACKUP_PREFIX,
+    READINESS_NAMESPACE,
     ai_provider_parameter,
     heroku_fence_parameter,
     mode_parameter,
@@ -140,6 +144,54 @@ def restore_reader(
         # The database's free storage, checked before each restore (no resource-level permission).
         allow(["cloudwatch:GetMetricStatistics"], ["*"], StringEquals={"aws:RequestedRegion": place.region}),
     ]  # fmt: skip
+
+
+def readiness_reader(
+    manifest: StandbyManifest, account: str, bucket_key_arn: str, replica_bucket: str | None
+) -> list[Statement]:
+    """What the readiness checks read in the manifest's region (and the replica they list in the other),
+    scoped to the resources the manifest names. The backup MAC key's own policy names it as a verifier."""
+    m = manifest
+    app, region = m.app, m.region
+    bucket = f"arn:aws:s3:::{m.backup_bucket}"
+    backups, drills, journals = (f"{p}/{app}" for p in (m.backup_prefix, DRILL_PREFIX, JOURNAL_PREFIX))
+    arn = f"arn:aws:{{}}:{region}:{account}:{{}}"
+    cluster = arn.format("ecs", f"cluster/{m.cluster}")
+    in_region = {"StringEquals": {"aws:RequestedRegion": region}}
+    on_cluster = {"ArnEquals": {"ecs:cluster": cluster}}
+    regions = [r for r in (region, m.second_region) if r]
+    services = [arn.format("ecs", f"service/{m.cluster}/{s}") for s in m.services.values()]
+    statements = [
+        allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{p}/*" for p in (backups, drills, journals)]}),
+        # A backup's manifest and failure record, never its dump: a dump's size is read from the listing.
+        allow(["s3:GetObject"], [f"{bucket}/{backups}/*/manifest.json", f"{bucket}/{backups}/*/failure.json",
+                                 f"{bucket}/{drills}/*", f"{bucket}/{journals}/*"]),
+        allow(["kms:Decrypt"], [bucket_key_arn], **_through_s3(region)),
+        # Verifies manifests, never signs (the key's own policy is what lets it: standby_region.py).
+        *([allow(["kms:VerifyMac"], [m.backup_mac_key])] if m.backup_mac_key else []),
+        allow(["ssm:GetParameter"], [f"arn:aws:ssm:{r}:{account}:parameter/standby/{app}/*" for r in regions]),
+        allow(["dynamodb:GetItem"], [arn.format("dynamodb", f"table/{m.lock_table}")]),
+        # Which backup the standby holds is the database's comment: read as the app's role, not the master.
+        *([allow(["secretsmanager:GetSecretValue"], [m.app_database_secret])] if m.app_database_secret else []),
+        # No resource-level permissions for these reads.
+        allow(["ecs:DescribeTaskDefinition", "elasticloadbalancing:DescribeTargetHealth", "cloudwatch:GetMetricStatistics",
+               "cloudwatch:DescribeAlarms"], ["*"], **in_region),
+        *([allow(["rds:DescribeDBInstances"], [arn.format("rds", f"db:{m.database_instance}")])]
+          if m.database_instance else []),
+        *([allow(["ecs:DescribeServices"], services)] if services else []),
+        allow(["ecs:ListTasks"], ["*"], **on_cluster),
+        allow(["ecs:DescribeTasks"], [arn.format("ecs", f"task/{m.cluster}/*")], **on_cluster),
+        # Its own namespace only: the failover and backup metrics are out of its reach.
+        allow(["cloudwatch:PutMetricData"], ["*"], StringEquals={"cloudwatch:namespace": READINESS_NAMESPACE}),
+    ]  # fmt: skip
+    if replica_bucket:  # the replica check lists the other region's copy; it reads no object there
+        statements.append(allow(["s3:ListBucket"], [f"arn:aws:s3:::{replica_bucket}"],
+                                StringLike={"s3:prefix": [f"{backups}/*"]}))  # fmt: skip
+    if m.hosted_zone_id:
+        statements.append(
+            allow(["route53:ListResourceRecordSets"], [f"arn:aws:route53:::hostedzone/{m.hosted_zone_id}"])
+        )
+    return statements
 
 
 # What the account's administrators keep over a MAC key (through IAM): manage it, never use it.

@@ -1,14 +1,20 @@
-"""`Monitoring`: who is told, and when: stale backups, an unhealthy primary, an unhealthy standby."""
+"""`Monitoring`: who is told, and when: stale backups, an unhealthy primary, an unhealthy standby, a
+critical readiness check, and a status task that stopped running."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import pulumi
 import pulumi_aws as aws
 
 from standby.metrics import BACKUP_COMPLETED
-from standby.names import BACKUP_METRICS_NAMESPACE
+from standby.names import BACKUP_METRICS_NAMESPACE, READINESS_NAMESPACE
+from standby.readiness.check import CHECKS, Level
+from standby.readiness.publish import CHECK_LEVEL, SCORE
+
+SILENT_HOURS: Final = 25  # the status task runs daily at least: a day and an hour without a score
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class MonitoringArgs:
     target_group_suffix: pulumi.Input[str] | None  # None: no standby tasks run (pilot-light)
     load_balancer_suffix: pulumi.Input[str] | None
     global_provider: aws.Provider  # us-east-1: where Route 53 health check metrics live
+    readiness: bool = False  # the status task publishes its checks in this region (ReadinessWatch)
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -72,7 +79,51 @@ class Monitoring(pulumi.ComponentResource):
             )
         if args.primary_hostname:
             self._primary_health(name, args)
+        if args.readiness:
+            self._readiness(name, args.app)
         self.register_outputs({"topic": self.topic.arn})
+
+    def _readiness(self, name: str, app: str) -> None:
+        # Each check alarms on its own, naming what broke; a check not published is not a finding here
+        # (the silent alarm below is).
+        child = pulumi.ResourceOptions(parent=self)
+        for check in CHECKS:
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-readiness-{check}",
+                name=f"{app}-readiness-{check}",
+                namespace=READINESS_NAMESPACE,
+                metric_name=CHECK_LEVEL,
+                dimensions={"App": app, "Check": check},
+                statistic="Maximum",
+                period=3600,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=int(Level.CRITICAL),
+                treat_missing_data="notBreaching",
+                alarm_actions=[self.topic.arn],
+                ok_actions=[self.topic.arn],
+                alarm_description=f"readiness check {check} of {app} is critical: run "
+                f"`python scripts/status.py --app {app}` for the finding and its fix",
+                opts=child,
+            )
+        # Every status run publishes the score: none for a day and more means nothing is checking.
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-readiness-silent",
+            name=f"{app}-readiness-silent",
+            namespace=READINESS_NAMESPACE,
+            metric_name=SCORE,
+            dimensions={"App": app},
+            statistic="SampleCount",
+            period=3600,
+            evaluation_periods=SILENT_HOURS,
+            comparison_operator="LessThanThreshold",
+            threshold=1,
+            treat_missing_data="breaching",
+            alarm_actions=[self.topic.arn],
+            ok_actions=[self.topic.arn],
+            alarm_description=f"no readiness status of {app} for {SILENT_HOURS} hours: the status task stopped running",
+            opts=child,
+        )
 
     def _primary_health(self, name: str, args: MonitoringArgs) -> None:
         # Route 53 publishes health check metrics in us-east-1 only: the alarm and its topic live there.

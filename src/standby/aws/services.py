@@ -17,18 +17,11 @@ from standby.aws.policies import allow, assume_role, document
 from standby.config.models import Mode
 from standby.names import DRILL_CLOSED, DRILL_HEADER
 from standby.security_rules import BACKUP_WRITER
-from standby.sizing import FargateSize
+from standby.sizing import FargateSize, desired_count
 
 WEB: Final = "web"
 EXECUTION_POLICY: Final = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 LOG_RETENTION_DAYS: Final = 30
-
-
-def desired_count(mode: Mode, primary_quantity: int) -> int:
-    """Tasks per service: none in pilot-light, one (if the primary runs any) when warm, all when active."""
-    if mode is Mode.PILOT_LIGHT or primary_quantity == 0:
-        return 0
-    return 1 if mode is Mode.WARM else primary_quantity
 
 
 @dataclass(frozen=True)
@@ -117,18 +110,19 @@ class StandbyServices(pulumi.ComponentResource):
             description=f"{args.app}'s Heroku DATABASE_URL as the newest backup used it; written by the backup task",
             opts=child,
         )
-        heroku_key = None
+        # The backup and status tasks get HEROKU_API_KEY from here (the execution role reads it).
+        self.heroku_key: aws.secretsmanager.Secret | None = None
         if args.heroku_api_key is not None:
-            heroku_key = aws.secretsmanager.Secret(
+            self.heroku_key = aws.secretsmanager.Secret(
                 f"{name}-heroku-key", name=f"standby/{args.app}/heroku-api-key", opts=child
             )
             aws.secretsmanager.SecretVersion(
                 f"{name}-heroku-key-value",
-                secret_id=heroku_key.id,
+                secret_id=self.heroku_key.id,
                 secret_string=pulumi.Output.secret(args.heroku_api_key),
                 opts=child,
             )
-            secrets.append(heroku_key.arn)
+            secrets.append(self.heroku_key.arn)
         self.execution_role = aws.iam.Role(
             f"{name}-execution", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"), opts=child
         )
@@ -172,7 +166,9 @@ class StandbyServices(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        backup_secrets = [{"name": "HEROKU_API_KEY", "valueFrom": heroku_key.arn}] if heroku_key else []
+        backup_secrets = (
+            [{"name": "HEROKU_API_KEY", "valueFrom": self.heroku_key.arn}] if self.heroku_key else []
+        )
         self.backup_task = aws.ecs.TaskDefinition(
             f"{name}-backup-task",
             family=f"{args.app}-backup",

@@ -21,11 +21,12 @@ from standby.aws.database import DatabaseArgs, StandbyDatabase
 from standby.aws.dns import Domain
 from standby.aws.duties import OperatorRegion
 from standby.aws.network import NetworkArgs, StandbyNetwork
+from standby.aws.readiness_watch import ReadinessWatch, ReadinessWatchArgs
 from standby.aws.restore_ahead import RestoreAhead, RestoreAheadArgs
 from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
 from standby.aws.services import ProcessSpec, ServicesArgs, StandbyServices
 from standby.config.models import DnsMode, Mode, StandbyConfig
-from standby.names import failover_alarm, runbook_topic
+from standby.names import failover_alarm, mirrored_setting, runbook_topic
 from standby.primary_snapshot import PrimarySnapshot
 from standby.standby_manifest import StandbyManifest
 
@@ -206,9 +207,37 @@ class StandbyRegion(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+        # Where the backups run, the readiness checks run after each one (and daily), and publish.
+        self.readiness: ReadinessWatch | None = None
+        if args.with_schedule:
+            self.readiness = ReadinessWatch(
+                f"{name}-readiness",
+                ReadinessWatchArgs(
+                    app=app,
+                    region=args.region,
+                    account=account,
+                    image=config.backup_image,
+                    cluster_arn=self.services.cluster.arn,
+                    backup_task_family=f"{app}-backup",
+                    execution_role_arn=self.services.execution_role.arn,
+                    log_group=self.services.log_group,
+                    heroku_key_secret_arn=self.services.heroku_key.arn if self.services.heroku_key else None,
+                    subnet_ids=[s.id for s in self.network.private_subnets],
+                    # HTTPS to Heroku and AWS, PostgreSQL to the standby (which backup it holds).
+                    security_group_id=self.network.backup_group.id,
+                    manifest=self.manifest,
+                    bucket_key_arn=self.vault.key.arn,
+                    rpo_seconds=config.rpo_minutes * 60,
+                    rto_seconds=config.rto_minutes * 60,
+                    drill_interval_days=config.drill_interval_days,
+                ),
+                opts=child,
+            )
         # Who may sign and verify with each MAC key, in the key's own policy: IAM policies of the account
         # cannot widen it (standby.aws.duties.mac_key_policy).
         readers = [self.restore_ahead.role.arn] if self.restore_ahead else []
+        if self.readiness:
+            readers.append(self.readiness.role.arn)
         replica_region = config.regions.second if args.mac_primary_key_arns is None else None
         for purpose, key, signers, verifiers in (
             ("backup", self.backup_mac, [self.services.backup_role.arn, args.operator_role_arn], readers),
@@ -288,6 +317,17 @@ class StandbyRegion(pulumi.ComponentResource):
                 health_check_path=config.health_check_path,
                 rpo_seconds=config.rpo_minutes * 60,
                 rto_seconds=config.rto_minutes * 60,
+                # What it was built from, for scripts/status.py to compare with Heroku now.
+                primary_formation={
+                    t: {"quantity": int(p["quantity"]), "size": str(p["size"])}
+                    for t, p in args.primary.formation.items()
+                },
+                setting_names=tuple(setting_names(config, args.primary)),
+                override_names=tuple(sorted({*config.config_overrides, *config.secret_config_overrides})),
+                image=config.image,
+                postgres_version=args.primary.postgres_version,
+                backup_interval_seconds=config.backup_interval_minutes * 60,
+                drill_interval_days=config.drill_interval_days,
             ).to_json()
         )
 
@@ -316,14 +356,9 @@ def _mac_key(
     )
 
 
-def _mirrored(name: str) -> bool:
-    # DATABASE_URL comes from the standby's own secret; HEROKU_* describe Heroku, not the app on AWS.
-    return name != "DATABASE_URL" and not name.startswith("HEROKU_")
-
-
 def setting_names(config: StandbyConfig, primary: PrimarySnapshot) -> list[str]:
     """The names of the config vars the app gets on AWS: known without reading any secret."""
-    names = {n for n in primary.config_var_names if _mirrored(n)}
+    names = {n for n in primary.config_var_names if mirrored_setting(n)}
     return sorted(names | set(config.config_overrides) | set(config.secret_config_overrides))
 
 
@@ -333,7 +368,7 @@ def app_settings(config: StandbyConfig, primary: PrimarySnapshot) -> pulumi.Outp
 
     def merge(secret_vars: dict[str, str]) -> str:
         merged = {**primary.plain_config_vars, **secret_vars}
-        merged = {k: v for k, v in merged.items() if _mirrored(k)}
+        merged = {k: v for k, v in merged.items() if mirrored_setting(k)}
         merged.update(config.config_overrides)
         merged.update({k: v.get_secret_value() for k, v in config.secret_config_overrides.items()})
         return json.dumps(merged, sort_keys=True)

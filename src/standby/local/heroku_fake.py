@@ -143,9 +143,8 @@ class FakeApp:
     config_vars: dict[str, str] = field(default_factory=dict)
     formation: dict[str, dict[str, Any]] = field(default_factory=dict)  # type -> {quantity, size}
     domains: list[str] = field(default_factory=list)
-    dns_targets: dict[str, str] = field(
-        default_factory=dict
-    )  # hostname -> its cname (default: <host>.herokudns.com)
+    # hostname -> its DNS target (`cname`; default <host>.herokudns.com)
+    dns_targets: dict[str, str] = field(default_factory=dict)
     commits: dict[str, str] = field(default_factory=dict)  # slug id -> the git commit it was built from
     releases: list[dict[str, Any]] = field(default_factory=list)
     release_status: str = "succeeded"  # how the next releases end: "failed" when the release phase fails
