@@ -38,6 +38,9 @@ from tests.aws_calls import ACCOUNT, record_calls, refused
 from tests.runbook_scene import Scene, build_scene, run_in_process
 from tests.servers import AWS_TEST_ENV
 
+# Every test here reads the one ready standby: on one xdist worker, it is built once.
+pytestmark = pytest.mark.xdist_group("status")
+
 COMMIT = "5f2c9e1a7b3d4c5e6f708192a3b4c5d6e7f80912"  # what Heroku runs, and what the image is tagged with
 SECOND = "us-west-2"
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,13 +87,19 @@ def _make_ready(scene: Scene) -> None:
     app.domains = [r["hostname"] for r in m.records]
     app.dns_targets = {r["hostname"]: r["heroku_target"] for r in m.records}
     app.deploy("Deploy 5f2c9e1", commit=COMMIT)
-    # moto's ECS starts no task for a service; one task run by hand stands for the warm standby's (moto
-    # counts a cluster's tasks for each of its services).
+    _run_task(scene)
+    _free_storage(m.database_instance, 50e9, minutes_ago=10)
+
+
+def _run_task(scene: Scene) -> None:
+    """moto's ECS starts no task for a service; one task run by hand stands for the warm standby's (moto
+    counts a cluster's tasks for each of its services)."""
+    m = scene.manifest
+    network = {"subnets": list(m.subnets), "securityGroups": [str(m.task_security_group)]}
     boto3.client("ecs").run_task(
         cluster=m.cluster, taskDefinition=f"{m.app}-web", launchType="FARGATE", startedBy="ecs-svc/1",
-        networkConfiguration={"awsvpcConfiguration": {"subnets": list(m.subnets), "securityGroups": [str(m.task_security_group)]}},
+        networkConfiguration={"awsvpcConfiguration": network},
     )  # fmt: skip
-    _free_storage(m.database_instance, 50e9, minutes_ago=10)
 
 
 def _record_drills(scene: Scene, restore_seconds: list[float]) -> list[str]:
@@ -188,13 +197,14 @@ def test_a_config_var_only_heroku_sets_is_critical_and_one_only_aws_gets_a_warni
     ready: Scene, tmp_path: Path
 ) -> None:
     config = ready.heroku.apps[ready.app].config_vars
-    config["FEATURE_PAYMENTS"] = "on"
+    config["FEATURE_PAYMENTS"] = "sk-live-value-not-for-logs"
     try:
         code, doc, output = status(ready, tmp_path)
     finally:
         del config["FEATURE_PAYMENTS"]
     only(doc, "config-vars", "critical")
-    assert code == 3 and "FEATURE_PAYMENTS" in output and "on" not in output.split("FEATURE_PAYMENTS")[1][:5]
+    assert code == 3 and "FEATURE_PAYMENTS" in output
+    assert "value-not-for-logs" not in output + json.dumps(doc)  # names only, never values
 
     del config["LOG_LEVEL"]
     try:
@@ -327,9 +337,75 @@ def test_an_unreachable_heroku_leaves_its_checks_unchecked_as_warnings(
     unchecked = {k for k, v in levels(doc).items() if v != "ok"}
     assert unchecked == {"formation", "config-vars", "image", "domains", "postgres-version"}
     assert set(levels(doc).values()) == {"ok", "warning"} and code == 1
-    assert "a-wrong-token-not-for-logs" not in output and "not checked" in output
+    assert "a-wrong-token-not-for-logs" not in output + json.dumps(doc) and "not checked" in output
 
 
+def test_heroku_scaled_past_what_the_standby_was_built_for_is_a_warning(ready: Scene, tmp_path: Path) -> None:
+    formation = ready.heroku.apps[ready.app].formation
+    formation["web"]["quantity"] = 5
+    try:
+        code, doc, output = status(ready, tmp_path)
+    finally:
+        formation["web"]["quantity"] = 3
+    only(doc, "formation", "warning")
+    assert code == 1 and "web: Heroku 5 Standard-2X, standby built for 3 Standard-2X" in output
+
+
+def test_a_deploy_the_standby_image_does_not_hold_is_a_warning(ready: Scene, tmp_path: Path) -> None:
+    app = ready.heroku.apps[ready.app]
+    app.deploy("Deploy 9a8b7c6", commit="9a8b7c6d5e4f30211f2e3d4c5b6a79881726354a")
+    try:
+        code, doc, output = status(ready, tmp_path)
+    finally:
+        app.deploy("Deploy 5f2c9e1 again", commit=COMMIT)
+    only(doc, "image", "warning")
+    assert code == 1 and "Heroku runs commit 9a8b7c6d5e4f" in output and "serves older code" in output
+
+
+def test_a_service_with_no_running_task_is_critical(ready: Scene, tmp_path: Path) -> None:
+    ecs, cluster = boto3.client("ecs"), ready.manifest.cluster
+    tasks = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    for task in tasks:
+        ecs.stop_task(cluster=cluster, task=task)
+    try:
+        code, doc, output = status(ready, tmp_path)
+    finally:
+        _run_task(ready)
+    only(doc, "services", "critical")
+    assert code == 3 and "web 0 of 1" in output
+
+
+def test_an_overdue_drill_is_a_warning_and_broken_or_future_drill_records_count_for_nothing(
+    ready: Scene, tmp_path: Path
+) -> None:
+    s3, store = boto3.client("s3"), S3Store(ready.manifest.backup_bucket)
+    drills = store.list_keys(f"drills/{ready.app}/")
+    saved = {k: store.get_json(k) for k in drills}
+    for name in drills:
+        s3.delete_object(Bucket=store.bucket, Key=name)
+    old = datetime.now(UTC) - timedelta(days=40)
+    ahead = datetime.now(UTC) + timedelta(days=400)
+    size = int(_newest_manifest(ready)["size"])
+    written = [
+        record_drill(store, DrillFigures(ready.app, f"{at:%Y%m%dT%H%M%SZ}-{i}", at.isoformat(), "b", size, 2.0, 42.0, 0.0))
+        for i, at in enumerate((old, ahead))
+    ]  # fmt: skip
+    store.put_json(
+        f"drills/{ready.app}/20261201T000000Z-broken.json", {"run_id": "x", "restore_seconds": None}
+    )
+    written.append(f"drills/{ready.app}/20261201T000000Z-broken.json")
+    try:
+        code, doc, output = status(ready, tmp_path)
+    finally:
+        for name in written:
+            s3.delete_object(Bucket=store.bucket, Key=name)
+        for name, document in saved.items():
+            store.put_json(name, document)
+    only(doc, "drill", "warning")
+    assert code == 1 and "finished 40 d 0 h ago" in output and "drills are due every 30 days" in output
+
+
+@pytest.mark.slow
 def test_status_py_runs_as_a_script_with_its_exit_code_and_json(ready: Scene, tmp_path: Path) -> None:
     report = tmp_path / "status.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

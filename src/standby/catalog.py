@@ -189,10 +189,12 @@ def build_catalog(
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """A time from a failure record; one without a timezone is UTC (what every writer here means)."""
     try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def newest_complete(catalog: Iterable[CatalogEntry], before: datetime | None = None) -> CatalogEntry | None:

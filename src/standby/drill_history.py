@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from standby import catalog
@@ -37,10 +38,21 @@ class DrillFigures:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DrillFigures | None:
+        """The figures, or None for a document from another version or a broken one: it forecasts nothing."""
         try:
-            return cls(**{name: doc[name] for name in cls.__dataclass_fields__})
-        except (KeyError, TypeError):
-            return None  # a document from another version or a broken one: it forecasts nothing
+            figures = cls(**{name: doc[name] for name in cls.__dataclass_fields__})
+            numbers = (figures.dump_bytes, figures.restore_seconds, figures.time_to_healthy_seconds,
+                       figures.backup_age_seconds)  # fmt: skip
+            finished = datetime.fromisoformat(figures.finished_at)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if finished.tzinfo is None or not all(isinstance(n, int | float) and n >= 0 for n in numbers):
+            return None
+        return figures
+
+    @property
+    def finished(self) -> datetime:
+        return datetime.fromisoformat(self.finished_at)
 
 
 def key(app: str, run_id: str) -> str:

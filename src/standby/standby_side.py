@@ -94,8 +94,10 @@ class AwsStandby:
     def desired_counts(self) -> dict[str, int]:
         return {kind: int(s["desiredCount"]) for kind, s in self._services().items()}
 
-    def running_counts(self) -> dict[str, int]:
+    def running_counts(self, serving_only: bool = False) -> dict[str, int]:
         """Tasks not yet stopped, per process type: what a fence must see at zero, not what is wanted.
+        With `serving_only`, only tasks that are RUNNING: what readiness counts (a task that keeps
+        crashing is pending again and again, never serving).
 
         A service's runningCount leaves out tasks that are draining from the load balancer or stopping,
         which can still write: every task of the service whose last status is not STOPPED counts.
@@ -115,7 +117,10 @@ class AwsStandby:
             alive = 0
             for start in range(0, len(arns), 100):  # describe_tasks takes 100 at a time
                 tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"]
-                alive += sum(1 for t in tasks if t.get("lastStatus") != "STOPPED")
+                alive += sum(
+                    1 for t in tasks
+                    if (t.get("lastStatus") == "RUNNING" if serving_only else t.get("lastStatus") != "STOPPED")
+                )  # fmt: skip
             counts[kind] = alive
         return counts
 

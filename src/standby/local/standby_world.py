@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
+import psycopg
 
 from standby.backup_store import S3Store
 from standby.config.models import DnsMode, Mode
@@ -34,6 +35,7 @@ from standby.names import (
 from standby.pg_url import parse_database_url
 from standby.standby_manifest import StandbyManifest
 
+UNREACHED_ENGINE = "17.5"
 APP_PASSWORD = "app-password-not-for-logs"  # the local world's application role
 
 
@@ -224,14 +226,15 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
 
 
 def _server_version(database_url: str) -> str:
-    """The version of the PostgreSQL server the world's standby database lives on (its maintenance DB)."""
-    with (
-        parse_database_url(database_url, "the world's database URL")
-        .with_dbname("postgres")
-        .connect(connect_timeout=10) as conn
-    ):
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]).split()[0] if row else "17.0"
+    """The version of the PostgreSQL server the world's standby database lives on (its maintenance DB);
+    a world whose database is nowhere (the AI switch's) gets UNREACHED_ENGINE."""
+    server = parse_database_url(database_url, "the world's database URL").with_dbname("postgres")
+    try:
+        with server.connect(connect_timeout=10) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.OperationalError:
+        return UNREACHED_ENGINE
+    return str(row[0]).split()[0] if row else UNREACHED_ENGINE
 
 
 def _zone_with_records(route53: Any, spec: WorldSpec) -> str:

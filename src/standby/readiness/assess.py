@@ -94,3 +94,9 @@ def _guarded(name: str, check: Callable[[Sources], Check], src: Sources) -> Chec
             f"not checked: the standby database did not answer ({first.strip()})",
             "run status where the database is reachable: the scheduled task runs inside the standby's network.",
         )
+    except Exception as exc:
+        return warning(
+            name,
+            f"not checked: {type(exc).__name__} while checking (a document or an answer of an unexpected shape)",
+            "the check met something it does not expect: look at what it reads, and report it to standby.",
+        )

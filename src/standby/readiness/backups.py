@@ -57,22 +57,29 @@ def backup_replica(src: Sources) -> Check:
     if newest is None:
         return critical("backup-replica", "no backup to replicate", "see backup-age.")
     replica = S3Store(load_manifest(src.app, second).backup_bucket, second)
+    newer: list[BackupManifest] = []  # complete backups newer than the newest replicated one
     for entry in src.complete[:5]:
         manifest = entry.manifest
         assert manifest is not None
-        if _replicated(replica, manifest):
-            if manifest.backup_id == newest.backup_id:
-                return ok("backup-replica", f"{second} holds the newest backup {newest.backup_id}")
-            behind = src.age(manifest.snapshot_at)
-            said = f"{second} holds {manifest.backup_id} ({human(behind)} old), not the newest {newest.backup_id}"
-            fix = "check the bucket's replication status (`aws s3api head-object ... ReplicationStatus`) and its role."
-            if src.age(newest.finished_at) <= REPLICATION_GRACE:
-                return ok("backup-replica", f"{said}: replication is under way", behind)
-            return warning("backup-replica", f"{said}: replication is late", fix, behind)
+        if not _replicated(replica, manifest):
+            newer.append(manifest)
+            continue
+        behind = src.age(manifest.snapshot_at) if newer else 0.0
+        if not newer:
+            return ok("backup-replica", f"{second} holds the newest backup {newest.backup_id}")
+        said = f"{second} holds {manifest.backup_id} ({human(behind)} old), not the {len(newer)} newer"
+        late = [m for m in newer if src.age(m.finished_at) > REPLICATION_GRACE]
+        if not late:
+            return ok("backup-replica", f"{said}: replication is under way", behind)
+        return warning(
+            "backup-replica",
+            f"{said}: {', '.join(m.backup_id for m in late)} finished over {human(REPLICATION_GRACE)} ago",
+            "check the bucket's replication status (`aws s3api head-object ... ReplicationStatus`) and its role.",
+            behind,
+        )
     return critical(
         "backup-replica",
-        f"{second} holds none of the {min(5, len(src.complete))} newest backups: losing {src.manifest.region} "
-        "loses the data",
+        f"{second} holds none of the {len(newer)} newest backups: losing {src.manifest.region} loses the data",
         "check the replication rule of the backup bucket and its role (`pulumi up -s standby` declares them).",
     )
 
@@ -87,8 +94,14 @@ def restore_ahead(src: Sources) -> Check:
     if src.manifest.base_mode is not Mode.WARM or not src.live_on_heroku:
         return ok("restore-ahead", "not in warm mode, or the standby is live: nothing is restored ahead")
     # The app's role reads the comment the restore left on its database; status needs no master password.
-    url = src.standby.app_database_url() or src.standby.database_url()
-    server = parse_database_url(url, "standby database URL")
+    url = src.standby.app_database_url()
+    if not url:
+        return warning(
+            "restore-ahead",
+            "the manifest names no app database URL (an older stack): which backup the standby holds is unknown",
+            "run `pulumi up -s standby`.",
+        )
+    server = parse_database_url(url, "app database URL")
     marker = read_marker(server, server.dbname)
     newest = src.newest
     if marker is None:

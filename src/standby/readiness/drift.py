@@ -103,8 +103,11 @@ def image(src: Sources) -> Check:
     slug = (release or {}).get("slug") or {}
     commit = str(src.heroku.slug(src.app, str(slug["id"])).get("commit") or "") if slug.get("id") else ""
     if not commit:
-        return ok(
-            "image", f"the services run {declared}; Heroku's current release names no commit to compare"
+        return warning(
+            "image",
+            f"the services run {declared}; Heroku's current release names no commit: whether it is Heroku's "
+            "code cannot be told",
+            "deploy to Heroku from git (its slug records the commit), and tag the standby's image with that commit.",
         )
     tag = "" if "@" in declared else declared.rpartition(":")[2]
     version = f"v{release['version']}" if release else "?"

@@ -4,9 +4,9 @@ how recently a drill proved the restore."""
 from __future__ import annotations
 
 import statistics
-from datetime import datetime
 from typing import Final
 
+from standby.catalog import CLOCK_SKEW
 from standby.drill_history import FORECAST_FROM, forecast_restore_seconds
 from standby.readiness.check import Check, critical, human, ok, warning
 from standby.readiness.sources import Sources
@@ -36,7 +36,7 @@ def rto_forecast(src: Sources, journals: JournalStore) -> Check:
     final_backup = (newest.finished_at - newest.started_at).total_seconds()
     cutover = journals.load(src.app, "cutover")
     control_steps = [
-        r.seconds for r in (cutover.steps if cutover and cutover.outcome == "succeeded" else [])
+        max(0.0, r.seconds) for r in (cutover.steps if cutover and cutover.outcome == "succeeded" else [])
         if r.name not in DATA_STEPS and r.seconds is not None
     ]  # fmt: skip
     control = sum(control_steps) if control_steps else DEFAULT_CONTROL
@@ -72,8 +72,16 @@ def drill(src: Sources) -> Check:
             f"{src.app} was never drilled: nothing has shown that its backups restore and its app starts on AWS",
             f"run `python scripts/drill.py --app {src.app}` (it leaves the live standby alone).",
         )
-    last = src.drills[-1]
-    age = src.age(datetime.fromisoformat(last.finished_at))
+    # A drill dated ahead of this clock (beyond skew) would stay "recent" for ever: it does not count.
+    past = [d for d in src.drills if d.finished <= src.now + CLOCK_SKEW]
+    if not past:
+        return critical(
+            "drill",
+            f"every drill record of {src.app} is dated in the future: none proves anything",
+            "look at who wrote drills/<app>/ in the bucket, then run `python scripts/drill.py`.",
+        )
+    last = max(past, key=lambda d: d.finished)
+    age = src.age(last.finished)
     src.figures["drill_age_seconds"] = age
     said = (
         f"the last drill ({last.run_id}) finished {human(age)} ago: restored {last.dump_bytes / 1e9:.2f} GB at "

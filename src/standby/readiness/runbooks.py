@@ -18,8 +18,8 @@ LEAVES_LEFTOVERS: Final = ("drill", "switch_ai")
 
 
 def runbooks(src: Sources, journal_dir: Path) -> Check:
-    # Read without the runbook key (only the operator may use it): a forged journal could only raise a
-    # false alarm here, never make a runbook skip a step.
+    # Read without the runbook key, which only the operator may use: journals are written under a prefix
+    # only the operator may write, and nothing here acts on what they say; the runbooks verify them.
     journals = JournalStore(journal_dir, src.store)
     open_runs: list[Journal] = [
         j for name in (*CHANGES_THE_APP, *LEAVES_LEFTOVERS)
@@ -37,7 +37,9 @@ def runbooks(src: Sources, journal_dir: Path) -> Check:
         )
         # Restore-ahead takes the lock after every backup, when this check runs too: that is the standby
         # working, not a runbook under way.
-        if alive and held.get("runbook") == "restore" and not open_runs:
+        # ...unless it holds it for longer than two backup intervals: a restore that hangs blocks a cutover.
+        fresh = src.age(since) <= 2 * src.manifest.backup_interval_seconds
+        if alive and fresh and held.get("runbook") == "restore" and not open_runs:
             return ok("runbooks", f"{about}: a restore is under way; no runbook is unfinished")
         said.append(about)
     said += [f"{j.runbook} run {j.run_id} stopped after {len(j.steps)} steps, unfinished" for j in open_runs]

@@ -15,6 +15,9 @@ from standby.standby_manifest import load_manifest
 from standby.standby_side import AwsStandby
 
 WEB: Final = "web"
+# RDS states in which the instance serves and takes a restore (its daily backup, a storage change).
+USABLE: Final = frozenset({"available", "backing-up", "storage-optimization", "configuring-enhanced-monitoring",
+                           "configuring-log-exports", "maintenance"})  # fmt: skip
 
 
 def dns(src: Sources) -> Check:
@@ -63,10 +66,10 @@ def database(src: Sources) -> Check:
             "run `pulumi up -s standby`, which declares it.",
         )
     status = str(instance.get("DBInstanceStatus"))
-    if status != "available":
+    if status not in USABLE:
         return critical(
             "database",
-            f"the standby database {name} is {status}, not available",
+            f"the standby database {name} is {status}: it cannot take a restore now",
             "see the RDS console's events for it; a stopped instance starts with `aws rds start-db-instance`.",
         )
     free = src.standby.free_storage()
@@ -100,7 +103,7 @@ def _expected(src: Sources) -> dict[str, int]:
 
 
 def services(src: Sources) -> Check:
-    desired, running = src.standby.desired_counts(), src.standby.running_counts()
+    desired, running = src.standby.desired_counts(), src.standby.running_counts(serving_only=True)
     expected = _expected(src)
     mode = src.standby.mode().value
     unlike = [f"{k} {desired.get(k, 0)} (wants {n})" for k, n in expected.items() if desired.get(k, 0) != n]
