@@ -7,6 +7,7 @@ failover alarm, and the standby manifest naming all of it.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -61,9 +62,8 @@ class WorldSpec:
 
 
 def build_standby_world(spec: WorldSpec) -> StandbyManifest:
-    @cache
     def client(service: str) -> Any:
-        return boto3.client(service, region_name=spec.region)  # type: ignore[call-overload]
+        return _client(service, spec.region, os.environ.get("AWS_ENDPOINT_URL"))
 
     app = spec.app
     bucket = f"{app}-backups-{spec.region}"
@@ -223,6 +223,13 @@ def build_standby_world(spec: WorldSpec) -> StandbyManifest:
         Name=manifest_parameter(app), Value=manifest.to_json(), Type="String", Overwrite=True
     )
     return manifest
+
+
+@cache
+def _client(service: str, region: str, endpoint: str | None) -> Any:
+    """One client per service, region and endpoint for the life of the process: a test session builds
+    hundreds of worlds, and making a client costs about as much as a call."""
+    return boto3.client(service, region_name=region, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
 def _server_version(database_url: str) -> str:
