@@ -433,3 +433,18 @@ def test_the_readiness_reader_allows_every_call_of_a_published_status_run(
     # It published, verified the manifests' MACs and listed the replica: the duty covers those too.
     assert {"cloudwatch:PutMetricData", "kms:VerifyMac"} <= {c.action for c in calls}
     assert any(c.resource == f"arn:aws:s3:::{replica}" for c in calls)
+
+
+def test_heroku_recorded_fenced_while_it_is_the_live_side_is_critical(ready: Scene, tmp_path: Path) -> None:
+    """A cutover that fenced Heroku and was then abandoned (its journal restarted away): the app is down."""
+    ssm, name = boto3.client("ssm"), f"/standby/{ready.app}/heroku-fenced"
+    ssm.put_parameter(Name=name, Value="cutover 20261203T101500Z-abc123", Type="String", Overwrite=True)
+    try:
+        code, doc, output = status(ready, tmp_path)
+    finally:
+        ssm.delete_parameter(Name=name)
+    only(doc, "runbooks", "critical")
+    assert (
+        code == 3
+        and "Heroku is the live side but is recorded fenced (cutover 20261203T101500Z-abc123)" in output
+    )

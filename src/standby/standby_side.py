@@ -68,6 +68,16 @@ class AwsStandby:
             Name=heroku_fence_parameter(self.manifest.app), Value=note, Type="String", Overwrite=True
         )
 
+    def primary_fenced_note(self) -> str | None:
+        """What the runbook that fenced Heroku recorded, or None while Heroku is not recorded fenced."""
+        ssm = self.client("ssm")
+        try:
+            return str(
+                ssm.get_parameter(Name=heroku_fence_parameter(self.manifest.app))["Parameter"]["Value"]
+            )
+        except ssm.exceptions.ParameterNotFound:
+            return None
+
     def clear_primary_fenced(self) -> None:
         with contextlib.suppress(self.client("ssm").exceptions.ParameterNotFound):
             self.client("ssm").delete_parameter(Name=heroku_fence_parameter(self.manifest.app))

@@ -43,6 +43,15 @@ def runbooks(src: Sources, journal_dir: Path) -> Check:
             return ok("runbooks", f"{about}: a restore is under way; no runbook is unfinished")
         said.append(about)
     said += [f"{j.runbook} run {j.run_id} stopped after {len(j.steps)} steps, unfinished" for j in open_runs]
+    fenced = src.standby.primary_fenced_note() if src.live_on_heroku else None
+    if fenced is not None:
+        # Heroku serves the app, yet a runbook recorded it fenced: `pulumi up -s primary` keeps it at zero.
+        return critical(
+            "runbooks",
+            "; ".join([*said, f"Heroku is the live side but is recorded fenced ({fenced})"]),
+            "finish the runbook that fenced it (--resume), or, if Heroku is to serve, fail back "
+            "(`scripts/failback.py`), which lifts the fence and the record together.",
+        )
     if any(j.runbook in CHANGES_THE_APP for j in open_runs):
         return critical(
             "runbooks",
