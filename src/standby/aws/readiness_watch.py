@@ -21,7 +21,8 @@ import pulumi_aws as aws
 
 from standby import metrics
 from standby.aws import duties
-from standby.aws.policies import allow, assume_role, document
+from standby.aws.policies import assume_role
+from standby.aws.task_triggers import after_completed_backup, fargate_network, on_schedule, runner_role
 from standby.names import BACKUP_METRICS_NAMESPACE, READINESS_NAMESPACE
 from standby.readiness import publish
 from standby.readiness.check import CHECKS, Level
@@ -97,64 +98,25 @@ class ReadinessWatch(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # After each completed backup (its manifest written), as restore-ahead is started.
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-after-backup",
-            description=f"check the readiness of {args.app}'s standby after each completed backup",
-            event_pattern=pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda cluster: json.dumps(
-                    {
-                        "source": ["aws.ecs"],
-                        "detail-type": ["ECS Task State Change"],
-                        "detail": {
-                            "clusterArn": [cluster],
-                            "group": [f"family:{args.backup_task_family}"],
-                            "lastStatus": ["STOPPED"],
-                            "containers": {"exitCode": [0]},
-                        },
-                    }
-                )
-            ),
-            opts=child,
+        network = fargate_network(args.subnet_ids, args.security_group_id)
+        task_roles = [args.execution_role_arn, self.role.arn]
+        self.rule = after_completed_backup(
+            name,
+            f"check the readiness of {args.app}'s standby after each completed backup",
+            args.cluster_arn,
+            args.backup_task_family,
+            self.task.arn,
+            task_roles,
+            network,
+            self,
         )
-        aws.cloudwatch.EventTarget(
-            f"{name}-target",
-            rule=self.rule.name,
-            arn=args.cluster_arn,
-            role_arn=self._runner(f"{name}-events", "events.amazonaws.com").arn,
-            ecs_target={
-                "task_definition_arn": self.task.arn,
-                "launch_type": "FARGATE",
-                "task_count": 1,
-                "network_configuration": {
-                    "subnets": args.subnet_ids,
-                    "security_groups": [args.security_group_id],
-                    "assign_public_ip": False,
-                },
-            },
-            opts=child,
+        scheduler = runner_role(
+            f"{name}-scheduler", "scheduler.amazonaws.com", self.task.arn, args.cluster_arn, task_roles, self
         )
-        self.schedule = aws.scheduler.Schedule(
-            f"{name}-daily",
-            name=f"{args.app}-standby-status-daily",
-            schedule_expression=DAILY,
-            flexible_time_window={"mode": "OFF"},
-            target={
-                "arn": args.cluster_arn,
-                "role_arn": self._runner(f"{name}-scheduler", "scheduler.amazonaws.com").arn,
-                "ecs_parameters": {
-                    "task_definition_arn": self.task.arn,
-                    "launch_type": "FARGATE",
-                    "network_configuration": {
-                        "subnets": args.subnet_ids,
-                        "security_groups": [args.security_group_id],
-                        "assign_public_ip": False,
-                    },
-                },
-                "retry_policy": {"maximum_retry_attempts": 2},
-            },
-            opts=child,
-        )
+        self.schedule = on_schedule(
+            f"{name}-daily", f"{args.app}-standby-status-daily", DAILY, args.cluster_arn, self.task.arn,
+            scheduler, network, self,
+        )  # fmt: skip
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{args.app}-standby-readiness",
@@ -162,28 +124,6 @@ class ReadinessWatch(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"task": self.task.arn, "dashboard": self.dashboard.dashboard_name})
-
-    def _runner(self, name: str, service: str) -> aws.iam.Role:
-        """A role `service` assumes to start the status task: run this task definition on this cluster and
-        pass its two roles, nothing more."""
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(name, assume_role_policy=assume_role(service), opts=child)
-        aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=role.id,
-            policy=document(
-                [
-                    allow(["ecs:RunTask"], [self.task.arn], ArnLike={"ecs:cluster": self._args.cluster_arn}),
-                    allow(
-                        ["iam:PassRole"],
-                        [self._args.execution_role_arn, self.role.arn],
-                        StringEquals={"iam:PassedToService": duties.ECS_TASKS},
-                    ),
-                ]
-            ),
-            opts=child,
-        )
-        return role
 
     def allow_reading(self, replica_bucket: pulumi.Input[str] | None) -> aws.iam.RolePolicy:
         """The task role's one inline policy, once the other region's replica bucket is declared."""

@@ -9,7 +9,6 @@ removes it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -17,7 +16,8 @@ import pulumi_aws as aws
 
 from standby.aws import duties
 from standby.aws.duties import BackupPlace
-from standby.aws.policies import allow, assume_role, document
+from standby.aws.policies import assume_role, document
+from standby.aws.task_triggers import after_completed_backup, fargate_network
 
 
 @dataclass(frozen=True)
@@ -92,59 +92,14 @@ class RestoreAhead(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # The backup task's stop with exit code 0 is a completed backup: its manifest is written.
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-after-backup",
-            description=f"restore each completed backup of {args.app} into the warm standby",
-            event_pattern=pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda cluster: json.dumps(
-                    {
-                        "source": ["aws.ecs"],
-                        "detail-type": ["ECS Task State Change"],
-                        "detail": {
-                            "clusterArn": [cluster],
-                            "group": [f"family:{args.backup_task_family}"],
-                            "lastStatus": ["STOPPED"],
-                            "containers": {"exitCode": [0]},
-                        },
-                    }
-                )
-            ),
-            opts=child,
-        )
-        events_role = aws.iam.Role(
-            f"{name}-events", assume_role_policy=assume_role("events.amazonaws.com"), opts=child
-        )
-        aws.iam.RolePolicy(
-            f"{name}-events-policy",
-            role=events_role.id,
-            policy=document(
-                [
-                    allow(["ecs:RunTask"], [self.task.arn], ArnLike={"ecs:cluster": args.cluster_arn}),
-                    allow(
-                        ["iam:PassRole"],
-                        [args.execution_role_arn, self.role.arn],
-                        StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"},
-                    ),
-                ]
-            ),
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-target",
-            rule=self.rule.name,
-            arn=args.cluster_arn,
-            role_arn=events_role.arn,
-            ecs_target={
-                "task_definition_arn": self.task.arn,
-                "launch_type": "FARGATE",
-                "task_count": 1,
-                "network_configuration": {
-                    "subnets": args.subnet_ids,
-                    "security_groups": [args.security_group_id],
-                    "assign_public_ip": False,
-                },
-            },
-            opts=child,
+        self.rule = after_completed_backup(
+            name,
+            f"restore each completed backup of {args.app} into the warm standby",
+            args.cluster_arn,
+            args.backup_task_family,
+            self.task.arn,
+            [args.execution_role_arn, self.role.arn],
+            fargate_network(args.subnet_ids, args.security_group_id),
+            self,
         )
         self.register_outputs({"task": self.task.arn})
