@@ -21,6 +21,9 @@ AWS_TEST_ENV = {
     "AWS_REGION": "us-east-2",
     "AWS_DEFAULT_REGION": "us-east-2",
 }
+# What every script run as a subprocess needs besides the environment: moto's endpoint (conftest's
+# moto_endpoint), which the tests' own process leaves unset to reach moto in-process.
+CHILD_ENV: dict[str, str] = {}
 
 
 def count_tables(url: str, tables: list[str]) -> dict[str, int]:
@@ -36,7 +39,7 @@ def run_script(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **CHILD_ENV, **(env or {})},
     )
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from standby.backup_store import MIB, BackupStore, LocalStore, S3Store
-from tests.servers import AWS_TEST_ENV
 
 
 @pytest.fixture(params=["s3", "folder"])
@@ -20,14 +19,12 @@ def store(
     if request.param == "folder":
         yield LocalStore(tmp_path / "store")
         return
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(
-            Bucket="contract-bucket", CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
-        )
-        yield S3Store("contract-bucket", "us-east-2", parallel=2)
+    request.getfixturevalue("aws_env")
+    bucket = f"contract-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+    )
+    yield S3Store(bucket, "us-east-2", parallel=2)
 
 
 def test_a_streamed_write_reads_back_whole(store: BackupStore) -> None:

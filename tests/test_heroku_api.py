@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -119,12 +122,16 @@ def test_a_restore_whose_answer_was_lost_is_found_not_started_again(
     """Heroku acted, but the answer never came (a timeout, a 503): the side looks for the transfer it made."""
     from standby.primary_side import HerokuSide
 
-    dump = tmp_path / "dump"
-    dump.write_bytes(b"not a dump")
+    (tmp_path / "dump").write_bytes(b"not a dump")  # pg_restore's complaint is one Heroku ignores
+    files = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
     fake.lose_next_answer("POST", "restores")
     side = HerokuSide("acme", lambda: _client(fake))
 
-    side.restore_database(dump.as_uri())  # returns once the transfer it made is seen finished
+    try:  # returns once the transfer it made is seen finished
+        side.restore_database(f"http://127.0.0.1:{files.server_port}/dump")
+    finally:
+        files.shutdown()
 
     posts = [r for r in fake.requests if r.method == "POST" and r.path.startswith("/client/")]
     assert len(posts) == 1 and len(fake.transfers) == 1  # one restore, adopted, waited for

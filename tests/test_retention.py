@@ -3,32 +3,27 @@ rule expires only what the retention tagged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from standby import catalog
 from standby.backup_store import EXPIRABLE, S3Store
 from standby.catalog import BackupManifest
 from standby.retention import apply_retention
-from tests.servers import AWS_TEST_ENV
 
 APP = "acme"
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(
-            Bucket="retention-test", CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
-        )
-        yield S3Store("retention-test")
+def store(aws_env: dict[str, str]) -> S3Store:
+    bucket = f"retention-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
+    )
+    return S3Store(bucket)
 
 
 def _backup(store: S3Store, days_ago: float, state: str = "complete") -> str:
@@ -54,7 +49,7 @@ def _expirable(store: S3Store, backup_id: str) -> bool:
     keys = store.list_keys(catalog.backup_prefix("backups", APP, backup_id))
     tagged = [
         {"Key": EXPIRABLE[0], "Value": EXPIRABLE[1]}
-        in store.client.get_object_tagging(Bucket="retention-test", Key=k)["TagSet"]
+        in store.client.get_object_tagging(Bucket=store.bucket, Key=k)["TagSet"]
         for k in keys
     ]
     assert len(set(tagged)) == 1, "all of a backup's objects share its fate"

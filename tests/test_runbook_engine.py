@@ -11,7 +11,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from standby.backup_store import S3Store
 from standby.errors import ConfigError, SafetyRefusal
@@ -19,7 +18,6 @@ from standby.runbook.engine import Runbook, RunContext, RunOptions, StepFailed
 from standby.runbook.journal import JournalStore
 from standby.runbook.lock import DynamoDbLock, Holder, LockHeld, LockLost
 from standby.runbook.report import report_json, report_markdown
-from tests.servers import AWS_TEST_ENV
 
 
 @dataclass
@@ -50,21 +48,21 @@ class ToyStep:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="locks",
-            KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        boto3.client("s3").create_bucket(
-            Bucket="journal-bucket", CreateBucketConfiguration={"LocationConstraint": "us-east-2"}
-        )
-        yield
+def aws(aws_env: dict[str, str]) -> Iterator[None]:
+    """The lock table and journal bucket, made for one test and gone after it (the worker's moto lives on)."""
+    dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    dynamodb.create_table(
+        TableName="locks",
+        KeySchema=[{"AttributeName": "lock", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lock", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    s3.create_bucket(Bucket="journal-bucket", CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    yield
+    dynamodb.delete_table(TableName="locks")
+    for item in s3.list_objects_v2(Bucket="journal-bucket").get("Contents", []):
+        s3.delete_object(Bucket="journal-bucket", Key=item["Key"])
+    s3.delete_bucket(Bucket="journal-bucket")
 
 
 @pytest.fixture

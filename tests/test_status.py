@@ -36,7 +36,7 @@ from standby.runbook.journal import Journal, JournalStore
 from standby.standby_manifest import load_manifest
 from tests.aws_calls import ACCOUNT, record_calls, refused
 from tests.runbook_scene import Scene, build_scene, run_in_process
-from tests.servers import AWS_TEST_ENV
+from tests.servers import AWS_TEST_ENV, CHILD_ENV
 
 # Every test here reads the one ready standby: on one xdist worker, it is built once.
 pytestmark = pytest.mark.xdist_group("status")
@@ -54,8 +54,9 @@ def ready(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scene]:
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
+        for name, value in AWS_TEST_ENV.items():
             env.setenv(name, value)
+        env.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process; scripts get its server's endpoint
         scenes = build_scene(
             pg_server, pagila_template, env, tmp_path_factory.mktemp("status"),
             settings={"LOG_LEVEL": "info"},
@@ -408,7 +409,7 @@ def test_an_overdue_drill_is_a_warning_and_broken_or_future_drill_records_count_
 @pytest.mark.slow
 def test_status_py_runs_as_a_script_with_its_exit_code_and_json(ready: Scene, tmp_path: Path) -> None:
     report = tmp_path / "status.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, **CHILD_ENV, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "status.py"), "--app", ready.app, "--json", str(report),
          "--journal-dir", str(tmp_path)],

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -57,7 +58,15 @@ class PgTool:
 
 
 def tool_version(path: Path) -> PgVersion:
-    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    stat = path.stat()
+    return _version_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _version_of(path: str, mtime_ns: int, size: int) -> PgVersion:
+    """Asked once per program file: a runbook looks its tools up at every step. A program replaced in
+    place (an upgrade) has another mtime or size, so it is asked again."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=True)
     return PgVersion.parse(out.stdout)
 
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -800,14 +798,20 @@ def _restore_from_url(fake: HerokuFake, url: str, database: FakeDatabase) -> dic
         with tempfile.TemporaryDirectory(prefix="heroku-fake-restore-") as folder:
             dump = Path(folder) / "dump"
             try:
-                with urllib.request.urlopen(url, timeout=60) as answer, dump.open("wb") as out:
-                    shutil.copyfileobj(answer, out)
+                # requests, not urllib: under moto's in-process mock (the tests') requests is what
+                # reaches its S3; elsewhere it is a plain HTTP GET of the presigned URL.
+                import requests  # moto's dependency, as is this fake
+
+                with requests.get(url, timeout=60, stream=True) as answer, dump.open("wb") as out:
+                    answer.raise_for_status()
+                    for chunk in answer.iter_content(1024 * 1024):
+                        out.write(chunk)
                 result = subprocess.run(
                     [fake.pg_restore or "pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
                      f"--dbname={fake.url_of(database)}", str(dump)],
                     capture_output=True, text=True, timeout=600,
                 )  # fmt: skip
-            except (OSError, KeyError):
+            except (OSError, KeyError):  # requests' errors are OSErrors
                 return False
             # Heroku ignores the errors pg_restore reports for objects it cannot drop; so does the fake.
             return result.returncode in (0, 1) and "could not connect" not in result.stderr
