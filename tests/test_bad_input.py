@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from standby import standby_manifest
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import LocalStore, S3Store
-from standby.catalog import MANIFEST, backup_prefix, new_backup_id, newest_complete, read_catalog
+from standby.catalog import MANIFEST, backup_prefix, new_backup_id, newest_complete
+from standby.catalog_index import read_catalog
 from standby.commands import backup, check_config, cutover, restore
 from standby.local.postgres import LocalPostgres
 from standby.names import manifest_parameter

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from standby import catalog
+from standby import catalog, catalog_index
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.commands import cutover
@@ -30,7 +30,7 @@ def _mac(scene: Scene) -> KmsMac:
 def _second_backup(scene: Scene) -> tuple[str, str]:
     """(the first backup's id, a newer one's) with 25 more actors in the newer one."""
     store = S3Store(scene.manifest.backup_bucket)
-    first = catalog.newest_complete(catalog.read_catalog(store, "backups", scene.app))
+    first = catalog.newest_complete(catalog_index.read_catalog(store, "backups", scene.app))
     assert first is not None
     with psycopg.connect(scene.source, autocommit=True) as conn:
         conn.execute(
@@ -91,7 +91,7 @@ def test_a_broken_newest_backup_is_passed_over_for_the_previous_one_and_its_cost
               "unsigned": "it carries no MAC"}[how]  # fmt: skip
     assert reason in skipped[0]["reason"]
     tables = catalog.select_backup(
-        catalog.read_catalog(S3Store(scene.manifest.backup_bucket), "backups", scene.app), first
+        catalog_index.read_catalog(S3Store(scene.manifest.backup_bucket), "backups", scene.app), first
     )
     assert tables.manifest is not None
     assert report["verified"] is True and report["facts"]["verified_tables"] == len(tables.manifest.tables)

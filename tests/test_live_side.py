@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from standby import catalog
+from standby import catalog, catalog_index
 from standby.backup_store import S3Store
 from standby.commands import backup, cutover, restore
 from standby.config.models import Mode
@@ -27,7 +27,7 @@ def _app_writes_on_aws(scene: Scene, rows: int) -> None:
 
 
 def _newest(scene: Scene) -> catalog.BackupManifest:
-    entries = catalog.read_catalog(S3Store(scene.manifest.backup_bucket), "backups", scene.app)
+    entries = catalog_index.read_catalog(S3Store(scene.manifest.backup_bucket), "backups", scene.app)
     found = catalog.newest_complete(entries)
     assert found is not None and found.manifest is not None
     return found.manifest

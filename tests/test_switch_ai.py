@@ -4,18 +4,23 @@ the official SDKs' base URL setting."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
 
-from standby.commands import cutover
+from standby.commands import cutover, switch_ai
 from standby.config.models import AiProvider
 from standby.local.ai_fake import AiProviderFake
 from standby.local.heroku_fake import FakeApp, HerokuFake
@@ -48,11 +53,21 @@ class AiScene:
     env: dict[str, str]
     journal: Path
 
-    def switch(self, to: str, *args: str) -> object:
-        return run_script(
-            "switch_ai.py", "--app", self.manifest.app, "--to", to, "--yes", "--journal-dir", str(self.journal),
-            "--probe-timeout", "2", *args, env=self.env,
-        )  # fmt: skip
+    def switch(self, to: str, *args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
+        """`scripts/switch_ai.py` as the operator runs it: in this process, or (`script`) as one of its own."""
+        argv = ["--app", self.manifest.app, "--to", to, "--yes", "--journal-dir", str(self.journal),
+                "--probe-timeout", "2", *args]  # fmt: skip
+        if script:
+            return run_script("switch_ai.py", *argv, env=self.env)
+        out, err = io.StringIO(), io.StringIO()
+        here = {k: v for k, v in self.env.items() if k != "AWS_ENDPOINT_URL"}  # moto in-process
+        with (
+            mock.patch.dict(os.environ, here),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = switch_ai.main(argv)
+        return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
     def heroku_settings(self) -> dict[str, str]:
         app = self.heroku.apps[self.manifest.app]
@@ -123,9 +138,9 @@ def test_a_healthy_target_switches_heroku_then_switching_back_works(
 ) -> None:
     releases = len(ai_scene.heroku.apps[ai_scene.manifest.app].releases)
 
-    result = ai_scene.switch("anthropic", "--json", str(tmp_path / "switch.json"))
+    result = ai_scene.switch("anthropic", "--json", str(tmp_path / "switch.json"), script=True)
 
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
     assert ai_scene.heroku_settings() == ON_ANTHROPIC
     assert (
         len(ai_scene.heroku.apps[ai_scene.manifest.app].releases) == releases + 1
@@ -138,11 +153,11 @@ def test_a_healthy_target_switches_heroku_then_switching_back_works(
     assert report["facts"]["ai_from"] == "openai" and report["facts"]["ai_to"] == "anthropic"
     assert [s["name"] for s in report["steps"]] == ["probe_provider", "switch_settings", "wait_live"]
     assert ai_scene.standby_settings() == ON_OPENAI  # the standby is not live: only Heroku changes
-    _no_key_in(ai_scene, result.stdout, result.stderr, (tmp_path / "switch.json").read_text())  # type: ignore[attr-defined]
+    _no_key_in(ai_scene, result.stdout, result.stderr, (tmp_path / "switch.json").read_text())
 
     back = ai_scene.switch("openai")
 
-    assert back.returncode == 0, back.stderr  # type: ignore[attr-defined]
+    assert back.returncode == 0, back.stderr
     assert ai_scene.heroku_settings() == ON_OPENAI
     assert ai_scene.recorded_provider() == "openai"
     assert ai_scene.providers["openai"].calls == 1
@@ -156,12 +171,12 @@ def test_a_failing_probe_refuses_and_changes_nothing(ai_scene: AiScene, behaviou
 
     result = ai_scene.switch("anthropic")
 
-    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
-    assert said in result.stderr and "Nothing was changed" in result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 3, result.stderr
+    assert said in result.stderr and "Nothing was changed" in result.stderr
     assert ai_scene.heroku_settings() == ON_OPENAI
     assert len(ai_scene.heroku.apps[ai_scene.manifest.app].releases) == releases
     assert ai_scene.recorded_provider() is None
-    _no_key_in(ai_scene, result.stdout, result.stderr)  # type: ignore[attr-defined]
+    _no_key_in(ai_scene, result.stdout, result.stderr)
 
 
 @pytest.fixture
@@ -198,7 +213,7 @@ def test_when_the_standby_is_live_its_secret_changes_and_its_services_redeploy(
 
     result = ai_scene.switch("anthropic", "--json", str(tmp_path / "switch.json"))
 
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
     assert ai_scene.standby_settings() == ON_ANTHROPIC
     assert ai_scene.heroku_settings() == ON_OPENAI  # Heroku is not live: untouched
     after = {s["serviceName"]: s["deployments"][0]["id"] for s in ecs.describe_services(
@@ -206,7 +221,7 @@ def test_when_the_standby_is_live_its_secret_changes_and_its_services_redeploy(
     assert all(after[name] != before[name] for name in services)  # every service redeployed
     report = json.loads((tmp_path / "switch.json").read_text())
     assert report["facts"]["live_side"] == "the AWS standby" and report["facts"]["ai_live"] is True
-    _no_key_in(ai_scene, result.stdout, result.stderr, (tmp_path / "switch.json").read_text())  # type: ignore[attr-defined]
+    _no_key_in(ai_scene, result.stdout, result.stderr, (tmp_path / "switch.json").read_text())
 
 
 def test_the_cutover_can_switch_the_provider_right_after_the_standby_goes_active(ai_scene: AiScene) -> None:
@@ -276,6 +291,6 @@ def test_a_release_that_failed_ends_the_wait_at_once_with_its_status(ai_scene: A
     started = time.monotonic()
     result = ai_scene.switch("anthropic")
 
-    assert result.returncode == 3, result.stderr  # type: ignore[attr-defined]
-    assert "step wait_live failed: Heroku's release v1" in result.stderr and "failed" in result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 3, result.stderr
+    assert "step wait_live failed: Heroku's release v1" in result.stderr and "failed" in result.stderr
     assert time.monotonic() - started < 60  # not the 600 s the wait allows

@@ -17,15 +17,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final
 
 import psycopg
 from psycopg import sql
 
-from standby import catalog, recovery_mark
+from standby import catalog, catalog_index, recovery_mark
 from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
 from standby.catalog import BackupManifest
 from standby.errors import ConfigError, StandbyError
+from standby.integrity import Mac
 from standby.names import BACKUP_PREFIX
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
@@ -49,10 +50,6 @@ ORDER BY 1, 2
 """
 
 
-class Signer(Protocol):
-    def sign(self, document: dict[str, Any]) -> dict[str, Any]: ...
-
-
 class BackupFailed(StandbyError):
     """The backup did not complete; no manifest was written, earlier backups are untouched."""
 
@@ -72,7 +69,9 @@ class BackupRequest:
     compression: str = DEFAULT_COMPRESSION
     part_size: int = DEFAULT_PART_SIZE
     source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
-    signer: Signer | None = None  # signs the manifest (standby.integrity.KmsMac), when the standby has a key
+    # Signs the manifest and the catalog index, and checks the index it rewrites (standby.integrity.KmsMac),
+    # when the standby has a key.
+    signer: Mac | None = None
 
 
 Progress = Callable[[str], None]
@@ -142,7 +141,6 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
         request.store.put_json(
             f"{base}{catalog.MANIFEST}", request.signer.sign(document) if request.signer else document
         )
-        return manifest
     except BackupFailed as exc:
         _record_failure(request, base, backup_id, started, exc.phase, exc.reason)
         raise
@@ -154,6 +152,20 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
     except (psycopg.Error, OSError) as exc:
         _record_failure(request, base, backup_id, started, phase, _first_line(exc))
         raise BackupFailed(phase, _first_line(exc)) from None
+    _update_index(request, progress)
+    return manifest
+
+
+def _update_index(request: BackupRequest, progress: Progress) -> None:
+    """The backup is complete with its manifest; a stale index only costs readers time (they read every
+    manifest instead), so failing to rewrite it is a warning, not a failed backup."""
+    try:
+        catalog_index.write_index(request.store, request.prefix, request.app, request.signer, request.signer)
+    except (StandbyError, ValueError) as exc:
+        progress(
+            f"warning: the catalog index was not rewritten ({_first_line(exc)}); readers still find this backup, "
+            "at a few requests more, until the next backup rewrites it"
+        )
 
 
 def _count_in_snapshot(source: Database, snapshot: str) -> dict[str, int]:

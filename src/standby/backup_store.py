@@ -56,7 +56,10 @@ class BackupStore(Protocol):
 
     def put_json(self, key: str, document: Any) -> None: ...
     def get_json(self, key: str) -> Any | None: ...
-    def list_keys(self, prefix: str) -> list[str]: ...
+    def list_keys(self, prefix: str, start_after: str = "") -> list[str]:
+        """Every key under `prefix`, in order; with `start_after`, only the keys after it."""
+        ...
+
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None when there is no such object."""
         ...
@@ -176,11 +179,11 @@ class S3Store:
         found = [item for item in answer.get("Contents", []) if item["Key"] == key]
         return int(found[0]["Size"]) if found else None
 
-    def list_keys(self, prefix: str) -> list[str]:
+    def list_keys(self, prefix: str, start_after: str = "") -> list[str]:
         keys: list[str] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
+                Bucket=self.bucket, Prefix=prefix, StartAfter=start_after
             ):
                 keys += [item["Key"] for item in page.get("Contents", [])]
         except (BotoCoreError, ClientError) as exc:
@@ -255,11 +258,13 @@ class LocalStore:
         path = self.local_path(key)
         return path.stat().st_size if path is not None else None
 
-    def list_keys(self, prefix: str) -> list[str]:
+    def list_keys(self, prefix: str, start_after: str = "") -> list[str]:
         if not self.root.is_dir():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith("."))
+        return sorted(
+            k for k in keys if k.startswith(prefix) and k > start_after and not Path(k).name.startswith(".")
+        )
 
 
 def _raise_first_failure(futures: list[Future[dict[str, Any]]]) -> None:

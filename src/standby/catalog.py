@@ -1,6 +1,7 @@
 """The backup catalog: what a backup's manifest says, and which backup to use.
 
-Everything here is a pure function of its inputs but `read_catalog`, which reads through a store.
+Everything here is a pure function of its inputs but `scan_catalog`, `read_documents` and the dump checks,
+which read through a store. `standby.catalog_index` answers the same from one index document.
 
 A backup lives under `<prefix>/<app>/<backup id>/`: the dump (`dump`), then, written last, its manifest
 (`manifest.json`). A dump without a manifest is not a backup; a failed run leaves `failure.json`.
@@ -39,6 +40,11 @@ class ManifestError(StandbyError):
 def new_backup_id(at: datetime) -> str:
     """Sortable by time, unique across concurrent runs: 20261122T101500Z-3f2a9c."""
     return f"{at.astimezone(UTC).strftime(_ID_TIME)}-{secrets.token_hex(3)}"
+
+
+def first_id_at(at: datetime) -> str:
+    """Sorts before (or with) the id of every backup started at `at` or later."""
+    return at.astimezone(UTC).strftime(_ID_TIME)
 
 
 def backup_time(backup_id: str) -> datetime | None:
@@ -259,28 +265,45 @@ class Verifier(Protocol):
     def problem(self, document: dict[str, Any]) -> str | None: ...
 
 
-def read_catalog(
+def scan_catalog(
     store: BackupStore,
     prefix: str,
     app: str,
     now: datetime | None = None,
     verifier: Verifier | None = None,
 ) -> list[CatalogEntry]:
-    """Read `app`'s catalog from a store: its keys, manifests and failure records.
+    """Read `app`'s catalog from every folder: its keys, manifests and failure records (two requests a
+    backup; `standby.catalog_index.read_catalog` answers from the index in a handful).
 
     A manifest that does not parse, or does not belong to its folder (`check_belongs`), makes its backup
     count as failed, never as complete; so does one whose MAC `verifier` refuses (unsigned or forged).
     """
     base = backup_prefix(prefix, app)
-    now = now or datetime.now(UTC)
     keys = [k.removeprefix(base) for k in store.list_keys(base)]
-    manifests: dict[str, BackupManifest] = {}
-    failures: dict[str, Mapping[str, Any]] = {}
+    found = read_documents(store, base, keys, app, now or datetime.now(UTC), verifier)
+    return build_catalog(keys, found.manifests, found.failures)
+
+
+@dataclass
+class Documents:
+    """What some backup folders hold: their parsed manifests (and the documents as stored) and failures."""
+
+    manifests: dict[str, BackupManifest] = field(default_factory=dict)
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # the manifests as read, MAC and all
+    failures: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def read_documents(
+    store: BackupStore, base: str, keys: Iterable[str], app: str, now: datetime, verifier: Verifier | None
+) -> Documents:
+    """Read the manifests and failure records among `keys` (relative to `base`), each checked."""
+    found = Documents()
+    manifests, failures = found.manifests, found.failures
     for key in keys:
         backup_id, _, name = key.partition("/")
         if name == MANIFEST:
             try:
-                doc = store.get_json(base + key)
+                doc: Any = store.get_json(base + key)
                 forged = verifier.problem(doc) if verifier is not None and isinstance(doc, dict) else None
                 if forged and isinstance(doc, dict):
                     failures[backup_id] = {"phase": "verifying the manifest", "error": f"the manifest cannot be "
@@ -293,6 +316,7 @@ def read_catalog(
             try:
                 check_belongs(manifest, backup_id, app, base, now)
                 manifests[backup_id] = manifest
+                found.stored[backup_id] = doc  # a dict: from_json took it
             except ManifestError as exc:
                 failures[backup_id] = {"phase": "checking the manifest", "error": _one_line(exc),
                                        "started_at": manifest.started_at.isoformat()}  # fmt: skip
@@ -304,7 +328,7 @@ def read_catalog(
             if not isinstance(record, dict):
                 record = {"phase": "unknown", "error": "its failure record is not a JSON object"}
             failures.setdefault(backup_id, record)
-    return build_catalog(keys, manifests, failures)
+    return found
 
 
 def _one_line(exc: Exception) -> str:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from standby import catalog
+from standby import catalog, catalog_index
 from standby.backup_store import BackupStore
 
 PREFIX: Final = "drills"
@@ -86,7 +86,7 @@ def forecast_restore_seconds(history: list[DrillFigures], dump_bytes: int) -> fl
 
 def forecast_note(store: BackupStore, backup_prefix: str, app: str) -> str:
     """ " (forecast from earlier drills: N s)" for the newest backup, or "" before the first drill."""
-    newest = catalog.newest_complete(catalog.read_catalog(store, backup_prefix, app))
+    newest = catalog.newest_complete(catalog_index.read_catalog(store, backup_prefix, app))
     if newest is None or newest.manifest is None:
         return ""
     seconds = forecast_restore_seconds(drill_history(store, app), newest.manifest.size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from standby import catalog
+from standby import catalog, catalog_index
 from standby.backup_store import BackupStore
 
 KEEP_NEWEST: Final = 4  # an hour of 15-minute backups, whatever happens to the schedule
@@ -28,7 +28,7 @@ def apply_retention(
     """Mark every backup the newest `keep` complete ones make redundant; returns their ids. A forged
     manifest (refused by `verifier`) keeps nothing: it counts as failed."""
     now = datetime.now(UTC)
-    entries = catalog.read_catalog(store, prefix, app, now, verifier)
+    entries = catalog_index.read_catalog(store, prefix, app, now, verifier)
     # The newest complete backups whose dumps are whole: a manifest over a missing dump keeps nothing safe.
     complete = [
         e

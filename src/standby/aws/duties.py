@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 import pulumi
 
 from standby.aws.policies import allow
+from standby.catalog_index import INDEX
 from standby.names import (
     BACKUP_METRICS_NAMESPACE,
     BACKUP_PREFIX,
@@ -102,8 +103,10 @@ def backup_writer(
     return [
         allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{own}/*"]}),
         allow(["s3:PutObject", "s3:AbortMultipartUpload"], [_s3(bucket, own, "*")]),
-        # Retention reads what each backup became (its manifest or failure record), never a dump.
-        allow(["s3:GetObject"], [_s3(bucket, own, "*", "manifest.json"), _s3(bucket, own, "*", "failure.json")]),
+        # Retention and the catalog index read what each backup became (its manifest or failure record),
+        # and the index they rewrite; never a dump.
+        allow(["s3:GetObject"], [_s3(bucket, own, "*", "manifest.json"), _s3(bucket, own, "*", "failure.json"),
+                                 _s3(bucket, own, INDEX)]),
         allow(["s3:GetObjectTagging", "s3:PutObjectTagging"], [_s3(bucket, own, "*")]),
         # Decrypt too: S3 needs it to assemble a multipart upload; reads stay limited by s3:GetObject.
         allow(["kms:GenerateDataKey", "kms:Decrypt"], [place.bucket_key_arn], **_through_s3(place.region)),
@@ -165,7 +168,7 @@ def readiness_reader(
         allow(["s3:ListBucket"], [bucket], StringLike={"s3:prefix": [f"{p}/*" for p in (backups, drills, journals)]}),
         # A backup's manifest and failure record, never its dump: a dump's size is read from the listing.
         allow(["s3:GetObject"], [f"{bucket}/{backups}/*/manifest.json", f"{bucket}/{backups}/*/failure.json",
-                                 f"{bucket}/{drills}/*", f"{bucket}/{journals}/*"]),
+                                 f"{bucket}/{backups}/{INDEX}", f"{bucket}/{drills}/*", f"{bucket}/{journals}/*"]),
         allow(["kms:Decrypt"], [bucket_key_arn], **_through_s3(region)),
         # Verifies manifests, never signs (the key's own policy is what lets it: standby_region.py).
         *([allow(["kms:VerifyMac"], [m.backup_mac_key])] if m.backup_mac_key else []),

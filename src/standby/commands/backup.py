@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from standby import catalog, cli, live_side
+from standby import catalog_index, cli, live_side
 from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
@@ -135,7 +135,7 @@ def _report(manifest: BackupManifest, json_path: Path | None) -> None:
 def _list(context: StoreContext, json_path: Path | None) -> int:
     now = datetime.now(UTC)
     entries = list(
-        reversed(catalog.read_catalog(context.store, context.prefix, context.app, verifier=context.mac))
+        reversed(catalog_index.read_catalog(context.store, context.prefix, context.app, verifier=context.mac))
     )
     print(f"{'BACKUP':<24} {'STATE':<11} {'AGE':>6} {'SIZE':>10}  NOTE")
     for e in entries:

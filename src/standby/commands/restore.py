@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from standby import catalog, cli, live_side
+from standby import catalog_index, cli, live_side
 from standby.commands.common import (
     StoreContext,
     add_store_arguments,
@@ -167,7 +167,7 @@ def _restore(
     server = target_db.with_dbname(args.maintenance_db)
     now = datetime.now(UTC)
     plan = plan_restore(
-        catalog.read_catalog(context.store, context.prefix, context.app, verifier=context.mac),
+        catalog_index.read_catalog(context.store, context.prefix, context.app, verifier=context.mac),
         target_db.dbname,
         choice=args.backup,
         before=args.before,

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from standby import catalog, live_side
+from standby import catalog, catalog_index, live_side
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
 from standby.backup_store import BackupStore
 from standby.catalog import BackupManifest, CatalogEntry
@@ -45,7 +45,9 @@ class Sources:
     def catalog(self) -> list[CatalogEntry]:
         key = self.manifest.backup_mac_key
         verifier = KmsMac(key, self.manifest.region) if key else None
-        return catalog.read_catalog(self.store, self.manifest.backup_prefix, self.app, self.now, verifier)
+        return catalog_index.read_catalog(
+            self.store, self.manifest.backup_prefix, self.app, self.now, verifier
+        )
 
     @cached_property
     def complete(self) -> list[CatalogEntry]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Final
 
 from standby.backup_store import BackupStore
-from standby.catalog import CatalogEntry, read_catalog
+from standby.catalog import CatalogEntry
+from standby.catalog_index import read_catalog
 from standby.integrity import KmsMac
 from standby.pg_tools import PgTool, find_tool
 from standby.primary_side import HerokuSide
