@@ -58,7 +58,10 @@ def as_request(service: str, operation: str, params: dict[str, Any], region: str
             return [Request(action, f"{bucket}/{params['Key']}")]
         return [Request(action, bucket, {"s3:prefix": params.get("Prefix", "")})]
     if service == "dynamodb":
-        return [Request(action, _arn("dynamodb", region, f"table/{params['TableName']}"))]
+        # The item's partition key is the request's dynamodb:LeadingKeys (the lock table's is `lock`).
+        key = params.get("Key") or {k: v for k, v in params.get("Item", {}).items() if k == "lock"}
+        leading = {"dynamodb:LeadingKeys": next(iter(v.values())) for v in key.values()}
+        return [Request(action, _arn("dynamodb", region, f"table/{params['TableName']}"), leading)]
     if service == "ssm":
         names = params.get("Names") or [params.get("Name") or params.get("Path")]
         return [Request(action, _arn("ssm", region, f"parameter{n}")) for n in names]

@@ -91,6 +91,7 @@ def declared() -> Iterator[dict[str, list[dict[str, Any]]]]:
 
 BUCKET = f"arn:aws:s3:::{APP}-backups-standby-region-vault-bucket"  # the mocks' (the allowed cases prove it)
 BACKUP = f"{BUCKET}/backups/{APP}/20261201T000000Z-abcdef"
+LOCKS = f"arn:aws:dynamodb:{STANDBY_REGION}:123456789012:table/{APP}-standby-locks"
 WRITER_REFUSED = {
     "read a backup's dump": Request("s3:GetObject", f"{BACKUP}/dump"),
     "write a journal": Request("s3:PutObject", f"{BUCKET}/runbooks/{APP}/cutover/current.json"),
@@ -101,6 +102,8 @@ WRITER_REFUSED = {
     ),
     "set the live mode": Request("ssm:PutParameter", f"arn:aws:ssm:{STANDBY_REGION}:123456789012:parameter/standby/{APP}/mode"),
     "list another app's backups": Request("s3:ListBucket", BUCKET, {"s3:prefix": "backups/other-app/"}),
+    "take the runbooks' lock": Request("dynamodb:PutItem", LOCKS, {"dynamodb:LeadingKeys": APP}),
+    "scan the lock table": Request("dynamodb:Scan", LOCKS),
 }  # fmt: skip
 
 
@@ -121,6 +124,9 @@ def test_the_backup_writer_still_writes_its_backups_and_signals(
     writer = declared["backup-writer"]
     assert allows(writer, Request("s3:PutObject", f"{BACKUP}/dump"))
     assert allows(writer, Request("s3:GetObject", f"{BACKUP}/manifest.json"))  # retention reads manifests
+    assert allows(writer, Request("s3:GetObject", f"{BUCKET}/backups/{APP}/index.json"))  # and rewrites the index
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):  # one backup at a time
+        assert allows(writer, Request(action, LOCKS, {"dynamodb:LeadingKeys": f"{APP}/backup"}))
     assert allows(
         writer, Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": BACKUP_METRICS_NAMESPACE})
     )

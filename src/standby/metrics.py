@@ -13,6 +13,8 @@ from standby.names import BACKUP_METRICS_NAMESPACE
 BACKUP_AGE: Final = "BackupAgeSeconds"  # how old the data of the newest backup was when it landed
 BACKUP_SIZE: Final = "BackupSizeBytes"
 BACKUP_COMPLETED: Final = "BackupCompleted"  # 1 per backup: no datapoint in an RPO window means no backup
+BACKUP_DURATION: Final = "BackupDurationSeconds"  # start to manifest: above the interval, runs get skipped
+BACKUP_SKIPPED: Final = "BackupSkipped"  # 1 per scheduled run skipped because the previous one still ran
 
 
 def publish_backup_metrics(
@@ -20,6 +22,7 @@ def publish_backup_metrics(
 ) -> None:
     dimensions = [{"Name": "App", "Value": manifest.app}]
     age = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()
+    took = (manifest.finished_at - manifest.started_at).total_seconds()
     boto3.client("cloudwatch", region_name=region).put_metric_data(
         Namespace=namespace,
         MetricData=[
@@ -31,5 +34,16 @@ def publish_backup_metrics(
                 "Unit": "Bytes",
             },
             {"MetricName": BACKUP_COMPLETED, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"},
+            {"MetricName": BACKUP_DURATION, "Dimensions": dimensions, "Value": took, "Unit": "Seconds"},
         ],
     )
+
+
+def publish_backup_skipped(
+    app: str, namespace: str = BACKUP_METRICS_NAMESPACE, region: str | None = None
+) -> None:
+    boto3.client("cloudwatch", region_name=region).put_metric_data(
+        Namespace=namespace,
+        MetricData=[{"MetricName": BACKUP_SKIPPED, "Dimensions": [{"Name": "App", "Value": app}], "Value": 1.0,
+                     "Unit": "Count"}],
+    )  # fmt: skip

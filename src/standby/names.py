@@ -93,6 +93,11 @@ def lock_table(app: str) -> str:
     return f"{app}-standby-locks"
 
 
+def backup_lock_key(app: str) -> str:
+    """The backups' own item in the app's lock table: one backup at a time, apart from the runbooks' item."""
+    return f"{app}/backup"
+
+
 def runbook_topic(app: str) -> str:
     """The SNS topic the runbooks announce their starts, ends and failures on."""
     return f"{app}-standby-runbooks"

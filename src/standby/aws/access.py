@@ -56,15 +56,18 @@ _NEGATED: Final = {"StringNotEquals": "StringEquals", "StringNotLike": "StringLi
 
 def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
     for operator, tests in condition.items():
-        name = operator.removesuffix("IfExists")
+        # A set operator over a multivalued key (a request here carries one value): ForAllValues holds
+        # when the key is absent, as on AWS; ForAnyValue does not.
+        qualifier, _, name = operator.rpartition(":") if operator.startswith("For") else ("", "", operator)
+        name = name.removesuffix("IfExists")
         negate = name in _NEGATED
         compare = _OPERATORS.get(_NEGATED.get(name, name))
-        if compare is None or name.startswith(("ForAnyValue:", "ForAllValues:")):
+        if compare is None or qualifier not in ("", "ForAllValues", "ForAnyValue"):
             raise UnsupportedPolicy(f"condition operator {operator!r}")
         for key, wanted in tests.items():
             got = next((v for k, v in context.items() if k.lower() == key.lower()), None)
             if got is None:
-                if operator.endswith("IfExists") or negate:
+                if operator.endswith("IfExists") or negate or qualifier == "ForAllValues":
                     continue
                 return False
             hit = any(compare(w, got) for w in _listed(wanted))

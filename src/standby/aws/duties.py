@@ -30,7 +30,9 @@ from standby.names import (
     BACKUP_PREFIX,
     READINESS_NAMESPACE,
     ai_provider_parameter,
+    backup_lock_key,
     heroku_fence_parameter,
+    lock_table,
     mode_parameter,
 )
 from standby.standby_manifest import StandbyManifest
@@ -55,9 +57,13 @@ def _through_s3(region: str) -> dict[str, Any]:
 
 
 def _parameter(region: str, account: pulumi.Input[str], name: str) -> pulumi.Input[str]:
+    return _arn("ssm", region, account, f"parameter{name}")
+
+
+def _arn(service: str, region: str, account: pulumi.Input[str], resource: str) -> pulumi.Input[str]:
     if isinstance(account, str):
-        return f"arn:aws:ssm:{region}:{account}:parameter{name}"
-    return pulumi.Output.concat("arn:aws:ssm:", region, ":", account, ":parameter", name)
+        return f"arn:aws:{service}:{region}:{account}:{resource}"
+    return pulumi.Output.concat(f"arn:aws:{service}:", region, ":", account, ":", resource)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,10 @@ def backup_writer(
         # Decrypt too: S3 needs it to assemble a multipart upload; reads stay limited by s3:GetObject.
         allow(["kms:GenerateDataKey", "kms:Decrypt"], [place.bucket_key_arn], **_through_s3(place.region)),
         allow(["kms:GenerateMac", "kms:VerifyMac"], [place.mac_key_arn]),
+        # Its own lease in the lock table (one backup at a time), never the runbooks' item.
+        allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+              [_arn("dynamodb", place.region, place.account, f"table/{lock_table(app)}")],
+              **{"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [backup_lock_key(app)]}}),
         allow(
             ["ssm:GetParameter"],
             [

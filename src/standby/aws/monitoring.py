@@ -9,7 +9,7 @@ from typing import Final
 import pulumi
 import pulumi_aws as aws
 
-from standby.metrics import BACKUP_COMPLETED
+from standby.metrics import BACKUP_COMPLETED, BACKUP_SKIPPED
 from standby.names import BACKUP_METRICS_NAMESPACE, READINESS_NAMESPACE
 from standby.readiness.check import CHECKS, Level
 from standby.readiness.publish import CHECK_LEVEL, SCORE
@@ -55,6 +55,24 @@ class Monitoring(pulumi.ComponentResource):
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],
             alarm_description=f"no backup of {args.app} completed within the RPO ({args.rpo_minutes} min)",
+            opts=child,
+        )
+        # A scheduled backup skipped because the previous one still ran: backups outgrew the interval.
+        self.backup_overlap_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-backup-overlap",
+            name=f"{args.app}-backup-longer-than-interval",
+            namespace=BACKUP_METRICS_NAMESPACE,
+            metric_name=BACKUP_SKIPPED,
+            dimensions={"App": args.app},
+            statistic="Sum",
+            period=3600,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            treat_missing_data="notBreaching",
+            alarm_actions=[self.topic.arn],
+            alarm_description=f"a scheduled backup of {args.app} was skipped: the previous one still ran, so "
+            "backups take longer than their interval and the RPO target is out of reach (docs/backups.md)",
             opts=child,
         )
         if args.target_group_suffix is not None and args.load_balancer_suffix is not None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 from standby import catalog_index, cli, live_side
 from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
+from standby.backup_lease import BackupStillRunning, one_backup_at_a_time, over_interval
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
 from standby.errors import ConfigError, StandbyError
 from standby.heroku_api import HerokuClient
-from standby.metrics import publish_backup_metrics
+from standby.metrics import publish_backup_metrics, publish_backup_skipped
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.retention import KEEP_NEWEST, apply_retention
@@ -69,10 +71,22 @@ def _main(args: argparse.Namespace) -> int:
         source_side=side,
         signer=context.mac,
     )
-    say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
-    result = run_backup(request, progress=lambda line: say(f"  {line}"))
-    if not args.no_metrics and not args.folder:
+    publish = not args.no_metrics and not args.folder
+    # The standby's scheduled backups take turns; a store named alone has no lock table to take turns in.
+    turn = one_backup_at_a_time(context.manifest) if context.manifest else contextlib.nullcontext()
+    try:
+        with turn:
+            say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
+            result = run_backup(request, progress=lambda line: say(f"  {line}"))
+    except BackupStillRunning:
+        if publish:
+            publish_backup_skipped(context.app, region=args.region)
+        raise
+    if publish:
         publish_backup_metrics(result, region=args.region)
+    took = (result.finished_at - result.started_at).total_seconds()
+    if context.manifest is not None and took > context.manifest.backup_interval_seconds:
+        say(f"  warning: {over_interval(took, context.manifest)}")
     if side == "heroku" and context.manifest is not None:
         try:  # kept for the worst day: with Heroku's API dark the cutover still fences this database
             AwsStandby(context.manifest).remember_primary_database_url(source_url)

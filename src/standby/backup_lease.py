@@ -1,0 +1,68 @@
+"""One backup of an app at a time: the schedule never overlaps itself, and says so with the numbers.
+
+`backup.py run` takes a lease in the app's lock table under the backups' own item (`<app>/backup`; the
+runbooks' item is the app's name, which the backup task's role cannot touch). A run that finds a live
+backup holding it is skipped (exit 3) and says how long that backup has been running against the
+schedule's interval. A backup that takes longer than the interval is reported when it ends: at this size
+every other scheduled run is skipped, and the RPO target is out of reach.
+
+The runbooks' own backups (the cutover's final backup, the failback's dump) do not take the lease: they
+must run whatever the schedule does, and a concurrent scheduled backup only adds an older backup.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from standby.errors import SafetyRefusal
+from standby.names import backup_lock_key
+from standby.readiness.check import human
+from standby.runbook.lock import DynamoDbLock, Holder, LockHeld
+from standby.standby_manifest import StandbyManifest
+
+
+class BackupStillRunning(SafetyRefusal):
+    """The previous backup still runs: this run is skipped rather than overlap it."""
+
+
+@contextmanager
+def one_backup_at_a_time(manifest: StandbyManifest) -> Iterator[None]:
+    lock = DynamoDbLock(manifest.lock_table, backup_lock_key(manifest.app), manifest.region)
+    try:
+        lease = lock.acquire(Holder("backup", who="backup.py", attempt=secrets.token_hex(4)))
+    except LockHeld:
+        held = lock.holder() or {}
+        raise BackupStillRunning(_still_running(held, manifest)) from None
+    try:
+        yield
+    finally:
+        lease.release()
+
+
+def _still_running(held: dict[str, str], manifest: StandbyManifest) -> str:
+    started = int(held.get("acquired_at", time.time()))
+    running = time.time() - started
+    interval = manifest.backup_interval_seconds
+    at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+    text = (
+        f"the backup started at {at} (process {held.get('pid', '?')} on {held.get('host', '?')}) is still "
+        f"running after {human(running)}: this run is skipped, so backups never overlap."
+    )
+    if running > interval:
+        text += " " + over_interval(running, manifest)
+    return text
+
+
+def over_interval(seconds: float, manifest: StandbyManifest) -> str:
+    """What a backup longer than the schedule's interval means for the RPO, with the numbers."""
+    interval = max(manifest.backup_interval_seconds, 1)
+    return (
+        f"A backup takes {human(seconds)}, longer than the {human(interval)} between scheduled runs: a backup "
+        f"completes only every {human(interval * (1 + int(seconds // interval)))} or so, so the RPO of "
+        f"{human(manifest.rpo_seconds)} is out of reach at this size. Back up from a follower, dump in "
+        "parallel, or lengthen the backup interval (docs/backups.md)."
+    )
