@@ -60,7 +60,8 @@ def as_request(service: str, operation: str, params: dict[str, Any], region: str
     if service == "dynamodb":
         # The item's partition key is the request's dynamodb:LeadingKeys (the lock table's is `lock`).
         key = params.get("Key") or {k: v for k, v in params.get("Item", {}).items() if k == "lock"}
-        leading = {"dynamodb:LeadingKeys": next(iter(v.values())) for v in key.values()}
+        key = {k: next(iter(v.values())) for k, v in key.items()}
+        leading = {"dynamodb:LeadingKeys": next(iter(key.values()))} if len(key) == 1 else {}
         return [Request(action, _arn("dynamodb", region, f"table/{params['TableName']}"), leading)]
     if service == "ssm":
         names = params.get("Names") or [params.get("Name") or params.get("Path")]

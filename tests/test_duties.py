@@ -124,7 +124,9 @@ def test_the_backup_writer_still_writes_its_backups_and_signals(
     writer = declared["backup-writer"]
     assert allows(writer, Request("s3:PutObject", f"{BACKUP}/dump"))
     assert allows(writer, Request("s3:GetObject", f"{BACKUP}/manifest.json"))  # retention reads manifests
-    assert allows(writer, Request("s3:GetObject", f"{BUCKET}/backups/{APP}/index.json"))  # and rewrites the index
+    assert allows(
+        writer, Request("s3:GetObject", f"{BUCKET}/backups/{APP}/index.json")
+    )  # and rewrites the index
     for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):  # one backup at a time
         assert allows(writer, Request(action, LOCKS, {"dynamodb:LeadingKeys": f"{APP}/backup"}))
     assert allows(

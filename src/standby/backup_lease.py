@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from standby.errors import SafetyRefusal
+from standby.errors import SafetyRefusal, StandbyError
 from standby.names import backup_lock_key
 from standby.readiness.check import human
 from standby.runbook.lock import DynamoDbLock, Holder, LockHeld
@@ -30,17 +30,32 @@ class BackupStillRunning(SafetyRefusal):
 
 
 @contextmanager
-def one_backup_at_a_time(manifest: StandbyManifest) -> Iterator[None]:
+def one_backup_at_a_time(manifest: StandbyManifest, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the backups' lease while the block runs. A lease that cannot be taken at all (the table
+    unreachable) does not stop the backup: a backup matters more than the overlap it would prevent."""
     lock = DynamoDbLock(manifest.lock_table, backup_lock_key(manifest.app), manifest.region)
     try:
         lease = lock.acquire(Holder("backup", who="backup.py", attempt=secrets.token_hex(4)))
     except LockHeld:
         held = lock.holder() or {}
         raise BackupStillRunning(_still_running(held, manifest)) from None
+    except StandbyError as exc:
+        say(
+            f"warning: backing up without the backups' lease, so a run could overlap this one: {_one_line(exc)}"
+        )
+        yield
+        return
     try:
         yield
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except StandbyError as exc:  # the backup is done either way; the lease runs out by itself
+            say(f"warning: the backups' lease was not released (it expires by itself): {_one_line(exc)}")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _still_running(held: dict[str, str], manifest: StandbyManifest) -> str:

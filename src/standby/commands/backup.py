@@ -73,7 +73,7 @@ def _main(args: argparse.Namespace) -> int:
     )
     publish = not args.no_metrics and not args.folder
     # The standby's scheduled backups take turns; a store named alone has no lock table to take turns in.
-    turn = one_backup_at_a_time(context.manifest) if context.manifest else contextlib.nullcontext()
+    turn = one_backup_at_a_time(context.manifest, say) if context.manifest else contextlib.nullcontext()
     try:
         with turn:
             say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
