@@ -4,12 +4,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import pulumi
 import pytest
 import yaml
 from moto import mock_aws
+from moto.kms.utils import generate_private_key
 
 from standby.config.models import DnsMode, Mode
 from standby.local.moto_server import start_moto_server
@@ -83,8 +85,14 @@ def pagila_template(pg_server: LocalPostgres) -> str:
 def aws_state() -> Iterator[None]:
     """moto's AWS for this worker, in this process: the tests' own boto3 calls reach it without HTTP
     (four times faster than through its server), and `moto_endpoint` serves the same state to scripts."""
-    with mock_aws():
+    with mock.patch("moto.kms.models.generate_private_key", _no_rsa_for_hmac), mock_aws():
         yield
+
+
+def _no_rsa_for_hmac(key_spec: str) -> Any:
+    """moto makes a 2048-bit RSA key for every KMS key, HMAC keys included (tens of milliseconds of CPU
+    each, two per standby world); an HMAC key never uses it."""
+    return None if key_spec.startswith("HMAC_") else generate_private_key(key_spec)
 
 
 @pytest.fixture(scope="session")
