@@ -94,10 +94,10 @@ def one_history(count: int) -> str:
             clients, lambda: scan_catalog(store, "backups", APP, verifier=mac)
         )
         assert len(scanned) == count, (len(scanned), count)
-        _, _, build_seconds = measured(clients, lambda: write_index(store, "backups", APP, mac, mac))
+        _, _, build_seconds = measured(clients, lambda: write_index(store, "backups", APP, mac))
         write_backups(store, mac, 1, newest=True)
         _, rewrite_requests, rewrite_seconds = measured(
-            clients, lambda: write_index(store, "backups", APP, mac, mac)
+            clients, lambda: write_index(store, "backups", APP, mac)
         )
         size = store.client.head_object(Bucket=bucket, Key=f"backups/{APP}/{INDEX}")["ContentLength"]
         reads = []

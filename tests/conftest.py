@@ -130,3 +130,9 @@ def scene(
     """A standby world with one backup taken (tests/runbook_scene.py); parametrize with (DnsMode, Mode)."""
     dns_mode, mode = getattr(request, "param", (DnsMode.RECORD, Mode.WARM))
     yield from build_scene(pg_server, pagila_template, monkeypatch, tmp_path, dns_mode, mode)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (whole rehearsals, scripts as subprocesses) first: the two workers then end
+    together, instead of one idling while the other runs the last rehearsal."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -13,7 +13,7 @@ import pytest
 
 from standby import catalog
 from standby.backup import BackupRequest, run_backup
-from standby.backup_store import S3Store, StoreError
+from standby.backup_store import EXPIRABLE, S3Store, StoreError
 from standby.catalog import BackupManifest, BackupState, CatalogEntry
 from standby.catalog_index import INDEX, load_catalog, write_index
 from standby.integrity import KmsMac
@@ -95,7 +95,7 @@ def test_the_index_answers_as_every_manifest_does_in_requests_that_do_not_grow(
         store = _bucket()
         _history(store, mac, backups)
         _backup(store, mac, 1, "incomplete")  # a backup running while the index is written
-        write_index(store, "backups", APP, mac, mac)
+        write_index(store, "backups", APP, mac)
         requests = _counted(store, mac)
 
         read = load_catalog(store, "backups", APP, verifier=mac)
@@ -113,7 +113,7 @@ def test_backups_the_index_has_not_seen_finish_are_read_from_their_folders(
 ) -> None:
     _history(store, mac, 4)
     running = _backup(store, mac, 2, "incomplete")
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     # The running backup finishes, and a newer one completes, neither rewriting the index (a crash).
     manifest = BackupManifest(
         running, APP, f"{BASE}{running}/dump", 16, "0" * 64, "17.5", "17.5",
@@ -132,7 +132,7 @@ def test_backups_the_index_has_not_seen_finish_are_read_from_their_folders(
 
 def test_a_tampered_index_is_not_used(store: S3Store, mac: KmsMac) -> None:
     ids = _history(store, mac, 5)
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     document = _index(store)
     document["backups"] = [b for b in document["backups"] if b["backup_id"] != ids[-1]]  # hide the newest
     store.put_json(BASE + INDEX, document)  # without the key: its MAC no longer matches
@@ -148,7 +148,7 @@ def test_an_index_that_disagrees_with_a_manifest_is_rebuilt_and_never_trusted_ov
 ) -> None:
     newest = _history(store, mac, 5)[-1]
     _backup(store, mac, 1, "incomplete")  # running: the newest complete one is answered from the index
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     # A validly signed index whose copy of the newest manifest says other counts than the manifest
     # (written by a bug, say): the manifest is what counts.
     document = _index(store)
@@ -161,7 +161,7 @@ def test_an_index_that_disagrees_with_a_manifest_is_rebuilt_and_never_trusted_ov
     assert not read.indexed and f"disagrees with backup {newest}" in read.note
     assert catalog.select_backup(read.entries).manifest.tables == {"public.t": 10}  # type: ignore[union-attr]
 
-    write_index(store, "backups", APP, mac, mac)  # the next backup rewrites it from the manifests
+    write_index(store, "backups", APP, mac)  # the next backup rewrites it from the manifests
     again = load_catalog(store, "backups", APP, verifier=mac)
     assert again.indexed, again.note
     assert catalog.select_backup(again.entries).manifest.tables == {"public.t": 10}  # type: ignore[union-attr]
@@ -169,7 +169,7 @@ def test_an_index_that_disagrees_with_a_manifest_is_rebuilt_and_never_trusted_ov
 
 def test_a_folder_whose_keys_contradict_the_index_is_read_and_wins(store: S3Store, mac: KmsMac) -> None:
     ids = _history(store, mac, 3)
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     store.client.delete_object(Bucket=store.bucket, Key=f"{BASE}{ids[-1]}/manifest.json")  # complete, it said
 
     read = load_catalog(store, "backups", APP, verifier=mac)
@@ -181,7 +181,7 @@ def test_a_folder_whose_keys_contradict_the_index_is_read_and_wins(store: S3Stor
 def test_a_backup_in_the_same_second_as_the_indexed_newest_is_found(store: S3Store, mac: KmsMac) -> None:
     """Ids sort by their start to the second, then a random suffix: a later backup may sort first."""
     newest = _history(store, mac, 2)[-1]
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     at = BackupManifest.from_json(store.get_json(f"{BASE}{newest}/manifest.json")).snapshot_at
     same_second = f"{newest.split('-')[0]}-000000"
     base = f"{BASE}{same_second}/"
@@ -210,7 +210,7 @@ def test_an_index_of_the_wrong_shape_is_not_used_even_when_signed(
     store: S3Store, mac: KmsMac, change: Any
 ) -> None:
     ids = _history(store, mac, 3)
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     document = {k: v for k, v in _index(store).items() if k != "mac"}
     store.put_json(BASE + INDEX, mac.sign(change(document)))
 
@@ -222,12 +222,12 @@ def test_an_index_of_the_wrong_shape_is_not_used_even_when_signed(
 
 def test_a_rewrite_keeps_what_it_can_trust_and_drops_what_is_gone(store: S3Store, mac: KmsMac) -> None:
     ids = _history(store, mac, 8)
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     for key in store.list_keys(f"{BASE}{ids[0]}/"):  # the lifecycle rule expired the oldest
         store.client.delete_object(Bucket=store.bucket, Key=key)
     requests = _counted(store, mac)
 
-    assert write_index(store, "backups", APP, mac, mac) == 7
+    assert write_index(store, "backups", APP, mac) == 7
 
     # Trusted entries are kept as they are: only the index and the newest manifest are read again.
     assert requests["GetObject"] == 2 and requests["VerifyMac"] == 1
@@ -245,7 +245,7 @@ def test_a_store_without_a_key_still_gets_an_index(tmp_path: Any) -> None:
     store.write_stream(f"{base}dump", [b"x"])
     manifest = BackupManifest(backup_id, APP, f"{base}dump", 1, "0" * 64, "17", "17", at, at, at, {}, "x")
     store.put_json(f"{base}manifest.json", manifest.to_json())
-    write_index(store, "backups", APP, None, None)
+    write_index(store, "backups", APP, None)
 
     read = load_catalog(store, "backups", APP)
 
@@ -254,7 +254,7 @@ def test_a_store_without_a_key_still_gets_an_index(tmp_path: Any) -> None:
 
 def test_the_writer_reads_every_manifest_again_once_a_day(store: S3Store, mac: KmsMac) -> None:
     ids = _history(store, mac, 4)
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
     # A wrong copy of an older manifest, which the readers' look at the newest would not notice.
     document = {k: v for k, v in _index(store).items() if k != "mac"}
     for item in document["backups"]:
@@ -263,7 +263,7 @@ def test_the_writer_reads_every_manifest_again_once_a_day(store: S3Store, mac: K
     stale = (datetime.now(UTC) - timedelta(days=1, minutes=1)).isoformat()
     store.put_json(BASE + INDEX, mac.sign({**document, "rebuilt_at": stale}))
 
-    write_index(store, "backups", APP, mac, mac)
+    write_index(store, "backups", APP, mac)
 
     rebuilt = _index(store)
     assert datetime.fromisoformat(rebuilt["rebuilt_at"]) > datetime.now(UTC) - timedelta(minutes=1)
@@ -293,3 +293,27 @@ def test_each_backup_rewrites_the_index_and_one_that_cannot_still_counts(scene: 
     assert any("the catalog index was not rewritten" in line and "AccessDenied" in line for line in said)
     read = load_catalog(store, "backups", scene.app, verifier=mac)
     assert read.indexed and catalog.select_backup(read.entries).backup_id == newer.backup_id
+
+
+def test_a_folder_dated_ahead_cannot_push_the_readers_window_past_now(store: S3Store, mac: KmsMac) -> None:
+    ids = _history(store, mac, 3)
+    planted = "99991231T235959Z-000000"  # with the bucket's rights alone
+    store.client.put_object(Bucket=store.bucket, Key=f"{BASE}{planted}/dump", Body=b"x")
+
+    write_index(store, "backups", APP, mac)
+
+    assert _index(store)["through"] == ids[-1]  # the writer's window ends now
+    # An index that says otherwise (signed by a writer with a wrong clock) is not used.
+    document = {k: v for k, v in _index(store).items() if k != "mac"}
+    store.put_json(BASE + INDEX, mac.sign({**document, "through": planted}))
+    read = load_catalog(store, "backups", APP, verifier=mac)
+    assert not read.indexed and "in the future" in read.note
+    assert catalog.select_backup(read.entries).backup_id == ids[-1]
+
+
+def test_each_version_of_the_index_may_expire(store: S3Store, mac: KmsMac) -> None:
+    """The bucket keeps every version under object lock; only tagged ones expire (BackupVault)."""
+    _history(store, mac, 2)
+    write_index(store, "backups", APP, mac)
+    tags = store.client.get_object_tagging(Bucket=store.bucket, Key=BASE + INDEX)["TagSet"]
+    assert {"Key": EXPIRABLE[0], "Value": EXPIRABLE[1]} in tags

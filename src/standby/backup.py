@@ -72,6 +72,9 @@ class BackupRequest:
     # Signs the manifest and the catalog index, and checks the index it rewrites (standby.integrity.KmsMac),
     # when the standby has a key.
     signer: Mac | None = None
+    # Rewrite the catalog index once the manifest is written. `backup.py run` does it itself, after the
+    # backups' lease is released: the daily rebuild reads every manifest and must not hold up the schedule.
+    index: bool = True
 
 
 Progress = Callable[[str], None]
@@ -152,15 +155,16 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
     except (psycopg.Error, OSError) as exc:
         _record_failure(request, base, backup_id, started, phase, _first_line(exc))
         raise BackupFailed(phase, _first_line(exc)) from None
-    _update_index(request, progress)
+    if request.index:
+        update_index(request, progress)
     return manifest
 
 
-def _update_index(request: BackupRequest, progress: Progress) -> None:
+def update_index(request: BackupRequest, progress: Progress) -> None:
     """The backup is complete with its manifest; a stale index only costs readers time (they read every
     manifest instead), so failing to rewrite it is a warning, not a failed backup."""
     try:
-        catalog_index.write_index(request.store, request.prefix, request.app, request.signer, request.signer)
+        catalog_index.write_index(request.store, request.prefix, request.app, request.signer)
     except (StandbyError, ValueError) as exc:
         progress(
             f"warning: the catalog index was not rewritten ({_first_line(exc)}); readers still find this backup, "

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from standby.errors import SafetyRefusal, StandbyError
 from standby.names import backup_lock_key
 from standby.readiness.check import human
@@ -34,24 +36,34 @@ def one_backup_at_a_time(manifest: StandbyManifest, say: Callable[[str], None]) 
     """Hold the backups' lease while the block runs. A lease that cannot be taken at all (the table
     unreachable) does not stop the backup: a backup matters more than the overlap it would prevent."""
     lock = DynamoDbLock(manifest.lock_table, backup_lock_key(manifest.app), manifest.region)
+    lease = None
     try:
         lease = lock.acquire(Holder("backup", who="backup.py", attempt=secrets.token_hex(4)))
     except LockHeld:
-        held = lock.holder() or {}
-        raise BackupStillRunning(_still_running(held, manifest)) from None
-    except StandbyError as exc:
+        raise BackupStillRunning(_still_running(_holder(lock), manifest)) from None
+    except (StandbyError, ClientError, BotoCoreError) as exc:
         say(
             f"warning: backing up without the backups' lease, so a run could overlap this one: {_one_line(exc)}"
         )
-        yield
-        return
     try:
         yield
     finally:
-        try:
-            lease.release()
-        except StandbyError as exc:  # the backup is done either way; the lease runs out by itself
-            say(f"warning: the backups' lease was not released (it expires by itself): {_one_line(exc)}")
+        if lease is not None:
+            if lease.lost:
+                say(
+                    f"warning: the backups' lease was lost during this backup ({lease.lost}); a run may have overlapped it"
+                )
+            try:
+                lease.release()
+            except (StandbyError, ClientError, BotoCoreError) as exc:  # it runs out by itself
+                say(f"warning: the backups' lease was not released (it expires by itself): {_one_line(exc)}")
+
+
+def _holder(lock: DynamoDbLock) -> dict[str, str]:
+    try:
+        return lock.holder() or {}
+    except (ClientError, BotoCoreError):
+        return {}
 
 
 def _one_line(exc: Exception) -> str:
@@ -75,9 +87,11 @@ def _still_running(held: dict[str, str], manifest: StandbyManifest) -> str:
 def over_interval(seconds: float, manifest: StandbyManifest) -> str:
     """What a backup longer than the schedule's interval means for the RPO, with the numbers."""
     interval = max(manifest.backup_interval_seconds, 1)
+    cadence = interval * (1 + int(seconds // interval))
     return (
-        f"A backup takes {human(seconds)}, longer than the {human(interval)} between scheduled runs: a backup "
-        f"completes only every {human(interval * (1 + int(seconds // interval)))} or so, so the RPO of "
-        f"{human(manifest.rpo_seconds)} is out of reach at this size. Back up from a follower, dump in "
-        "parallel, or lengthen the backup interval (docs/backups.md)."
+        f"A backup takes {human(seconds)}, longer than the {human(interval)} between scheduled runs: one "
+        f"completes only every {human(cadence)} or so, and the newest backup's data can be "
+        f"{human(cadence + seconds)} old, against an RPO of {human(manifest.rpo_seconds)}: out of reach at "
+        "this size. Back up from a follower, dump in parallel, or lengthen the backup interval "
+        "(docs/backups.md)."
     )

@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from standby.catalog import (
+    CLOCK_SKEW,
     DUMP,
     FAILURE,
     MANIFEST,
@@ -39,12 +40,14 @@ from standby.catalog import (
     build_catalog,
     check_belongs,
     first_id_at,
+    newest_complete,
     read_documents,
     scan_catalog,
 )
 
 if TYPE_CHECKING:
     from standby.backup_store import BackupStore
+    from standby.integrity import Mac
 
 INDEX: Final = "index.json"
 INDEX_KIND: Final = "standby-backup-index"  # a manifest put in its place, or it in a manifest's, is refused
@@ -54,10 +57,6 @@ WINDOW: Final = timedelta(days=1)
 # The writer reads every manifest again at least this often, whatever it trusts: a wrong entry the
 # readers' checks would not catch lives a day at most.
 REBUILD_EVERY: Final = timedelta(days=1)
-
-
-class Signer(Protocol):
-    def sign(self, document: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class IndexUnusable(Exception):
@@ -87,7 +86,8 @@ class _Index:
         if state is BackupState.COMPLETE:
             return MANIFEST in names
         if state is BackupState.FAILED:
-            return bool(names & {MANIFEST, FAILURE})
+            # A manifest refused once (dated ahead by a clock, say) is looked at again: it may pass now.
+            return FAILURE in names and MANIFEST not in names
         return state is BackupState.INCOMPLETE and not names & {MANIFEST, FAILURE}
 
     def item(self, backup_id: str) -> dict[str, Any]:
@@ -139,6 +139,8 @@ def _from_index(
 ) -> list[CatalogEntry]:
     index = _read_index(store, base, app, verifier)
     newest = backup_time(index.through)
+    if newest is not None and newest > now + CLOCK_SKEW:
+        raise IndexUnusable(f"the index covers up to {index.through}, in the future: a folder dated ahead")
     since = first_id_at(newest - WINDOW) if newest is not None else ""
     folders = _folders([k.removeprefix(base) for k in store.list_keys(base, start_after=base + since)])
     to_read = [f"{i}/{name}" for i, names in folders.items() if not index.agrees(i, names) for name in names]
@@ -155,11 +157,9 @@ def _from_index(
     failures.update(fresh.failures)
     entries = build_catalog([f"{i}/{DUMP}" for i in trusted] + to_read, manifests, failures)
 
-    complete = [e for e in entries if e.manifest is not None]
-    if complete:
-        newest_entry = max(complete, key=lambda e: e.manifest.snapshot_at if e.manifest else e.started_at)
-        if newest_entry.backup_id in index.stored and newest_entry.backup_id not in fresh.manifests:
-            _check_copy(store, base, index, newest_entry.backup_id)
+    newest_entry = newest_complete(entries)
+    if newest_entry is not None and newest_entry.backup_id not in fresh.manifests:
+        _check_copy(store, base, index, newest_entry.backup_id)
     return entries
 
 
@@ -203,38 +203,41 @@ def _read_index(store: BackupStore, base: str, app: str, verifier: Verifier | No
         if rebuilt_at.tzinfo is None:
             raise ValueError("rebuilt_at has no timezone")
         index = _Index(str(doc["through"]), rebuilt_at)
+        if index.through and backup_time(index.through) is None:
+            raise ValueError(f"through {index.through!r} is not a backup id")
         for item in doc["backups"]:
             backup_id, state = str(item["backup_id"]), BackupState(item["state"])
             if backup_time(backup_id) is None or backup_id > index.through:
                 raise ValueError(f"backup id {backup_id!r} is not one the index can cover")
             index.states[backup_id] = state
             if state is BackupState.COMPLETE:
-                index.stored[backup_id] = dict(item["manifest"])
+                index.stored[backup_id] = _object(item["manifest"])
             elif state is BackupState.FAILED:
-                index.failures[backup_id] = dict(item["failure"])
+                index.failures[backup_id] = _object(item["failure"])
     except (KeyError, TypeError, ValueError) as exc:
         raise IndexUnusable(f"the index is malformed ({type(exc).__name__}: {exc})") from None
     return index
 
 
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def write_index(
-    store: BackupStore,
-    prefix: str,
-    app: str,
-    signer: Signer | None,
-    verifier: Verifier | None,
-    now: datetime | None = None,
+    store: BackupStore, prefix: str, app: str, mac: Mac | None, now: datetime | None = None
 ) -> int:
     """Rewrite `app`'s index from a full listing: the trusted current index answers for each folder whose
     keys say what it says, every other folder is read. Returns the backups it covers."""
     now = now or datetime.now(UTC)
     base = backup_prefix(prefix, app)
     folders = _folders([k.removeprefix(base) for k in store.list_keys(base)])
-    current = _trusted_for_writing(store, base, app, verifier, now)
+    current = _trusted_for_writing(store, base, app, mac, now)
 
     items = {i: current.item(i) for i, names in folders.items() if current.agrees(i, names)}
     to_read = [f"{i}/{name}" for i, names in folders.items() if i not in items for name in names]
-    fresh = read_documents(store, base, to_read, app, now, verifier)
+    fresh = read_documents(store, base, to_read, app, now, mac)
     for entry in build_catalog(to_read, fresh.manifests, fresh.failures):
         item: dict[str, Any] = {"state": entry.state.value}
         if entry.state is BackupState.COMPLETE:
@@ -249,10 +252,14 @@ def write_index(
         "app": app,
         "written_at": now.isoformat(),
         "rebuilt_at": (current.rebuilt_at or now).isoformat(),
-        "through": max(folders, default=""),
+        # A folder dated ahead (a wrong clock, or planted) must not push the readers' window past now.
+        "through": max((i for i in folders if (backup_time(i) or now) <= now + CLOCK_SKEW), default=""),
         "backups": [{"backup_id": i, **items[i]} for i in sorted(items)],
     }
-    store.put_json(base + INDEX, signer.sign(document) if signer is not None else document)
+    store.put_json(base + INDEX, mac.sign(document) if mac is not None else document)
+    # Rewritten every backup, and the bucket keeps every version: the lifecycle rule expires the
+    # versions it tagged (BackupVault), so the index is tagged like a redundant backup.
+    store.mark_expirable([base + INDEX])
     return len(items)
 
 

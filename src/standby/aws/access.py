@@ -67,6 +67,8 @@ def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mappin
         for key, wanted in tests.items():
             got = next((v for k, v in context.items() if k.lower() == key.lower()), None)
             if got is None:
+                if qualifier == "ForAnyValue":
+                    return False  # no value to match, negated or not
                 if operator.endswith("IfExists") or negate or qualifier == "ForAllValues":
                     continue
                 return False

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from standby import catalog_index, cli, live_side
-from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup
+from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup, update_index
 from standby.backup_lease import BackupStillRunning, one_backup_at_a_time, over_interval
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
@@ -70,6 +70,7 @@ def _main(args: argparse.Namespace) -> int:
         compression=compression,
         source_side=side,
         signer=context.mac,
+        index=False,  # rewritten below, once the lease is released
     )
     publish = not args.no_metrics and not args.folder
     # The standby's scheduled backups take turns; a store named alone has no lock table to take turns in.
@@ -82,6 +83,7 @@ def _main(args: argparse.Namespace) -> int:
         if publish:
             publish_backup_skipped(context.app, region=args.region)
         raise
+    update_index(request, progress=lambda line: say(f"  {line}"))
     if publish:
         publish_backup_metrics(result, region=args.region)
     took = (result.finished_at - result.started_at).total_seconds()
