@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient, HerokuNotFound, HerokuUncertain
+from standby.polling import Poll
 from standby.runbook.engine import RunContext
 
 TRANSFER_TIMEOUT: Final = 6 * 3600.0  # seconds Heroku may take to restore a dump
@@ -75,6 +76,7 @@ class HerokuSide:
         """Stop every dyno that runs until none does: each is asked once, and again only after Heroku's
         own 30 s grace (the request budget is not spent on dynos already stopping)."""
         deadline = time.monotonic() + (FENCE_TIMEOUT if timeout is None else timeout)
+        poll = Poll(DYNO_POLL)
         asked: dict[str, float] = {}
         while running := self.running_dynos():
             if time.monotonic() > deadline:
@@ -87,7 +89,7 @@ class HerokuSide:
                     with contextlib.suppress(HerokuNotFound):  # it stopped by itself meanwhile
                         self.client.stop_dyno(self.app, name)
                     asked[name] = time.monotonic()
-            time.sleep(DYNO_POLL)
+            poll.pause()
 
     def is_serving(self, formation: Mapping[str, int]) -> bool:
         current = self.formation()

@@ -18,6 +18,7 @@ from standby.ai_probe import probe
 from standby.config.models import AiConfig, AiProvider, Mode
 from standby.errors import ConfigError, SafetyRefusal
 from standby.names import ai_provider_parameter
+from standby.polling import Poll
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
 
@@ -145,14 +146,14 @@ class WaitLive(AiStep):
 
     def apply(self, ctx: RunContext) -> None:
         side = live_side(self.env)
-        deadline = time.monotonic() + LIVE_TIMEOUT
+        deadline, poll = time.monotonic() + LIVE_TIMEOUT, Poll(2.0)
         while not side.settings_live(ctx):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"the new settings are set on {side.name} but not live after {LIVE_TIMEOUT:.0f} s; check its "
                     "releases or the ECS service events, then --resume."
                 )
-            time.sleep(2)
+            poll.pause()
 
     def verify(self, ctx: RunContext) -> None:
         if not _settings_match(live_side(self.env), self.wanted()):

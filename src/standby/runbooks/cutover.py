@@ -22,6 +22,7 @@ from standby.drill_history import forecast_note
 from standby.errors import InfrastructureError, SafetyRefusal
 from standby.heroku_api import HerokuUnreachable
 from standby.pg_url import Database, parse_database_url
+from standby.polling import Poll
 from standby.restore import (
     DumpRefused,
     RestoreRequest,
@@ -427,14 +428,14 @@ class WaitHealthy(EnvStep):
         return f"wait up to {self.env.health_timeout:.0f} s for the web service to answer its health check"
 
     def apply(self, ctx: RunContext) -> None:
-        deadline = time.monotonic() + self.env.health_timeout
+        deadline, poll = time.monotonic() + self.env.health_timeout, Poll(2.0)
         while not self.env.standby.web_healthy():
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"the standby's web service is not healthy after {self.env.health_timeout:.0f} s; DNS was not "
                     "switched. Check the ECS service's events and logs, then --resume."
                 )
-            time.sleep(2)
+            poll.pause()
 
 
 class SwitchDns(EnvStep):
@@ -523,7 +524,7 @@ class VerifyPublic(EnvStep):
             ctx.say(f"  warning: {exc}; the records were read back from Route 53 only")
             ctx.facts["public_check"] = f"not asked: {exc}"
             return
-        deadline = time.monotonic() + self.timeout
+        deadline, poll = time.monotonic() + self.timeout, Poll(3.0)
         while True:
             stale = {r["hostname"]: self._on_heroku(r["hostname"], servers) for r in manifest.records}
             stale = {name: where for name, where in stale.items() if where}
@@ -533,5 +534,5 @@ class VerifyPublic(EnvStep):
                 raise SafetyRefusal(
                     f"name servers still answer with Heroku after {self.timeout:.0f} s: {stale}"
                 )
-            time.sleep(3)
+            poll.pause()
         ctx.facts["public_check"] = f"{len(servers)} name servers answer with AWS"

@@ -26,6 +26,7 @@ from standby.drill_history import (
 from standby.errors import ConfigError, SafetyRefusal, StandbyError
 from standby.names import DRILL_CLOSED, DRILL_HEADER
 from standby.pg_url import Database, url_with_dbname
+from standby.polling import Poll
 from standby.restore import (
     MAX_IDENT,
     RESTORING,
@@ -210,14 +211,14 @@ class StartWebTask(DrillStep):
         arn = started["tasks"][0]["taskArn"]
         ctx.facts["drill_task"] = arn
         ctx.facts["drill_task_definition"] = task_definition
-        deadline = time.monotonic() + env.health_timeout
+        deadline, poll = time.monotonic() + env.health_timeout, Poll(3.0)
         while (task := _task(env, arn)).get("lastStatus") != "RUNNING":
             if task.get("lastStatus") == "STOPPED" or time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"the drill's web task did not start ({task.get('lastStatus')}: {task.get('stoppedReason', 'timed out')}). "
                     "Its logs are in CloudWatch under the service's log group."
                 )  # fmt: skip
-            time.sleep(3)
+            poll.pause()
         ctx.facts["drill_task_ip"] = _private_ip(task)
 
 
@@ -240,13 +241,14 @@ class CheckHealth(DrillStep):
         ctx.say(f"  the drill answers requests carrying {DRILL_HEADER}: {ctx.facts['drill_header']}")
         self.env.standby.client("elbv2").register_targets(TargetGroupArn=group, Targets=[{"Id": ip}])
         deadline = time.monotonic() + self.env.health_timeout
+        poll = Poll(2.0)
         while not self.env.standby.target_healthy(group, ip):
             if time.monotonic() > deadline:
                 raise SafetyRefusal(
                     f"the drill's web task did not answer {self.env.manifest.health_check_path} healthily "
                     f"within {self.env.health_timeout:.0f} s on the restored data. Its logs are in CloudWatch."
                 )
-            time.sleep(2)
+            poll.pause()
         now = datetime.now(UTC)
         ctx.facts["healthy_at"] = now.isoformat()
         # The drill's RTO: what a cutover's restore, verification and first healthy task took today.

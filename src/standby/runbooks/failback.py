@@ -23,6 +23,7 @@ from standby.backup import BackupRequest, run_backup
 from standby.config.models import Mode
 from standby.errors import SafetyRefusal
 from standby.pg_url import Database, parse_database_url
+from standby.polling import Poll
 from standby.primary_side import backup_name
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
@@ -30,7 +31,7 @@ from standby.runbook.environment import EnvStep, RunbookEnv
 
 URL_LIFETIME: Final = 900  # seconds the presigned URL stays valid: Heroku starts its download at once
 DRAIN_TIMEOUT: Final = 300.0  # seconds for the standby's tasks to stop (ECS drains the load balancer first)
-POLL_SECONDS: Final = 3.0
+POLL_SECONDS: Final = 3.0  # at most, between looks at the draining tasks
 
 
 class FailbackPreflight(EnvStep):
@@ -73,7 +74,7 @@ class FenceStandby(EnvStep):
         self.env.standby.scale(dict.fromkeys(self.env.manifest.services, 0))
 
     def verify(self, ctx: RunContext) -> None:
-        deadline = time.monotonic() + DRAIN_TIMEOUT
+        deadline, poll = time.monotonic() + DRAIN_TIMEOUT, Poll(POLL_SECONDS)
         while True:
             desired, running = self.env.standby.desired_counts(), self.env.standby.running_counts()
             if not any(desired.values()) and not any(running.values()):
@@ -85,7 +86,7 @@ class FenceStandby(EnvStep):
                     f"{still}): they may still write, so nothing was copied to Heroku. Check the ECS services' "
                     "events, stop the tasks, then --resume."
                 )
-            time.sleep(POLL_SECONDS)
+            poll.pause()
 
 
 class DumpStandby(EnvStep):
