@@ -13,7 +13,7 @@ import boto3
 import psycopg
 import pytest
 
-from standby import heroku_postgres, recovery_mark
+from standby import recovery_mark
 from standby.backup import BackupFailed, BackupRequest, run_backup
 from standby.backup_store import LocalStore
 from standby.commands import recover_db
@@ -417,4 +417,4 @@ def test_a_database_another_app_owns_is_recovered_from_that_app_not_this_one(sce
 def test_a_follower_is_matched_to_its_leader_as_the_cli_matches_urls(
     following: str, database_url: str, same: bool
 ) -> None:
-    assert heroku_postgres.same_database(following, database_url) is same
+    assert steps.same_database(following, database_url) is same

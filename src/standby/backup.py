@@ -69,8 +69,6 @@ class BackupRequest:
     compression: str = DEFAULT_COMPRESSION
     part_size: int = DEFAULT_PART_SIZE
     source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
-    source_database: str = "primary"  # and which database of that side (standby.backup_source), and why
-    source_note: str = ""
     # Signs the manifest and the catalog index, and checks the index it rewrites (standby.integrity.KmsMac),
     # when the standby has a key.
     signer: Mac | None = None
@@ -139,8 +137,6 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             tables=tables,
             source=request.source.redacted,
             source_side=request.source_side,
-            source_database=request.source_database,
-            source_note=request.source_note,
             database_size=int(db_size),
             compression=request.compression,
         )

@@ -74,9 +74,6 @@ class BackupManifest:
     # goes on there), or "url" for a database named on the command line.
     source_side: str = "heroku"
     database_size: int = 0  # bytes the source database took (pg_database_size); 0 in older manifests
-    # On Heroku: "primary", or the follower dumped instead ("follower <add-on>"); and why, with its lag.
-    source_database: str = "primary"
-    source_note: str = ""
     dump_format: str = "custom"
     compression: str = "gzip:1"
     format: int = MANIFEST_FORMAT
@@ -100,8 +97,6 @@ class BackupManifest:
             "source": self.source,
             "source_side": self.source_side,
             "database_size": self.database_size,
-            "source_database": self.source_database,
-            "source_note": self.source_note,
         }
 
     @classmethod
@@ -131,8 +126,6 @@ class BackupManifest:
                 source=str(doc["source"]),
                 source_side=str(doc.get("source_side", "heroku")),  # manifests from before it was recorded
                 database_size=int(doc.get("database_size", 0)),
-                source_database=str(doc.get("source_database", "primary")),  # older manifests
-                source_note=str(doc.get("source_note", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(

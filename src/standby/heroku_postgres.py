@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient
@@ -84,25 +83,6 @@ def _earliest(text: str) -> datetime:
             f"Heroku's rollback window reads {text!r}, which standby cannot parse: check `heroku pg:info` and "
             "recover by hand (`heroku addons:create heroku-postgresql:<plan> --rollback DATABASE_URL --to ...`)."
         ) from None
-
-
-def same_database(url: str | None, other: str | None) -> bool:
-    """Whether two URLs name one database, as the official CLI matches them (scheme, host, port, path):
-    `pg:info`'s `following` carries no credential, DATABASE_URL does."""
-    if not url or not other:
-        return False
-
-    def where(text: str) -> tuple[Any, ...]:
-        parts = urlsplit(text)  # a local socket's folder is in the query (?host=...), a server's is not
-        return (
-            parts.scheme.removesuffix("ql"),
-            parts.hostname,
-            parts.port,
-            parts.path,
-            parts.hostname or parts.query,
-        )
-
-    return where(url) == where(other)
 
 
 def app_databases(client: HerokuClient, app: str) -> list[HerokuDatabase]:

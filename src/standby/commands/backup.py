@@ -11,10 +11,9 @@ from pathlib import Path
 from standby import catalog_index, cli, live_side
 from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup, update_index
 from standby.backup_lease import BackupStillRunning, one_backup_at_a_time, over_interval
-from standby.backup_source import DEFAULT_MAX_BEHIND, PRIMARY, BackupSource, heroku_source
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
-from standby.errors import StandbyError
+from standby.errors import ConfigError, StandbyError
 from standby.heroku_api import HerokuClient
 from standby.metrics import publish_backup_metrics, publish_backup_skipped
 from standby.pg_tools import find_tool
@@ -37,21 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="back up this database instead of the live one (Heroku's DATABASE_URL, fetched from its API; "
         "the standby's once a cutover made it live)",
     )
-    parser.add_argument(
-        "--from",
-        dest="source",
-        choices=["follower", "primary"],
-        default="follower",
-        help="on Heroku, dump a follower of the primary when one keeps up (the default, as Heroku advises for "
-        "large databases), or always the primary",
-    )
-    parser.add_argument(
-        "--follower-max-behind",
-        type=int,
-        default=DEFAULT_MAX_BEHIND,
-        metavar="COMMITS",
-        help="a follower further behind its primary than this (`pg:info`'s Behind By) is passed over for the primary",
-    )
     parser.add_argument("--compress", default=DEFAULT_COMPRESSION, help="pg_dump --compress value")
     parser.add_argument("--no-metrics", action="store_true", help="do not publish CloudWatch metrics")
     parser.add_argument(
@@ -73,16 +57,13 @@ def _main(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(context, args.json)
     compression = check_compression(args.compress)
-    max_behind = args.follower_max_behind if args.source == "follower" else None
-    source = _live_source(context, args.source_url, max_behind)
+    source = _live_source(context, args.source_url)
     if source is None:
         return cli.EXIT_OK
-    chosen, side = source
+    source_url, side = source
     request = BackupRequest(
         app=context.app,
-        source=parse_database_url(chosen.url, "source database URL"),
-        source_database=chosen.database,
-        source_note=chosen.note,
+        source=parse_database_url(source_url, "source database URL"),
         store=context.store,
         pg_dump=find_tool("pg_dump", args.pg_bin),
         prefix=context.prefix,
@@ -96,8 +77,7 @@ def _main(args: argparse.Namespace) -> int:
     turn = one_backup_at_a_time(context.manifest, say) if context.manifest else contextlib.nullcontext()
     try:
         with turn:
-            say(f"backing up {request.source.redacted} ({context.app}, {side}, {chosen.database}: {chosen.note}) "
-                f"to {context.store.describe()}")  # fmt: skip
+            say(f"backing up {request.source.redacted} ({context.app}, {side}) to {context.store.describe()}")
             result = run_backup(request, progress=lambda line: say(f"  {line}"))
     except BackupStillRunning:
         if publish:
@@ -111,7 +91,7 @@ def _main(args: argparse.Namespace) -> int:
         say(f"  warning: {over_interval(took, context.manifest)}")
     if side == "heroku" and context.manifest is not None:
         try:  # kept for the worst day: with Heroku's API dark the cutover still fences this database
-            AwsStandby(context.manifest).remember_primary_database_url(chosen.primary_url)
+            AwsStandby(context.manifest).remember_primary_database_url(source_url)
         except StandbyError as exc:
             say(
                 f"  warning: Heroku's DATABASE_URL not kept for a cutover with its API dark: {' '.join(str(exc).split())}"
@@ -128,16 +108,13 @@ def _main(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def _live_source(
-    context: StoreContext, source_url: str | None, max_behind: int | None
-) -> tuple[BackupSource, str] | None:
-    """The database the app writes to now (or, on Heroku, a follower that keeps up with it), and its
-    side: Heroku's, or the standby's once it is live.
+def _live_source(context: StoreContext, source_url: str | None) -> tuple[str, str] | None:
+    """The database the app writes to now, and its side: Heroku's, or the standby's once it is live.
 
     None when the app is live in the other standby region: its own schedule backs it up there.
     """
     if source_url:
-        return BackupSource(source_url, PRIMARY, "named with --source-url"), "url"
+        return source_url, "url"
     manifest = context.manifest
     if manifest is not None:
         place = live_side.live_place(manifest)
@@ -145,14 +122,19 @@ def _live_source(
             # After a cutover the app writes here: the chain of backups goes on from this database, read
             # as the app's role (owner of the data), never with the master user's credential.
             url = AwsStandby(manifest).app_database_url() or read_database_url(manifest, manifest.region)
-            return BackupSource(
-                url, PRIMARY, "the standby's database, live since the cutover"
-            ), f"standby:{place}"
+            return url, f"standby:{place}"
         if place != live_side.HEROKU:
             print(f"not backing up: {context.app} is live in {place}; the schedule there backs it up.")
             return None
-    # Asked on every run: Heroku rotates DATABASE_URL's credentials, and followers come and go.
-    return heroku_source(HerokuClient.from_env(), context.app, max_behind), "heroku"
+    return _heroku_database_url(context.app), "heroku"
+
+
+def _heroku_database_url(app: str) -> str:
+    # Fetched on every run: Heroku rotates DATABASE_URL's credentials.
+    url = HerokuClient.from_env().config_vars(app).get("DATABASE_URL")
+    if not url:
+        raise ConfigError([f"the Heroku app {app} has no DATABASE_URL config var. Pass --source-url."])
+    return url
 
 
 def _report(manifest: BackupManifest, json_path: Path | None) -> None:
