@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,16 @@ def test_json_documents_round_trip_and_missing_ones_are_none(store: BackupStore)
     store.put_json("x/manifest.json", {"b": [1, 2], "a": "é"})
     assert store.get_json("x/manifest.json") == {"b": [1, 2], "a": "é"}
     assert store.get_json("x/absent.json") is None
+
+
+def test_a_compressed_document_reads_back_and_a_broken_one_is_refused(store: BackupStore) -> None:
+    big = {"backups": [{"id": i, "tables": {f"public.t{t}": t for t in range(70)}} for i in range(50)]}
+    store.put_json("x/index.json", big, compress=True)
+    assert store.get_json("x/index.json") == big
+    assert store.size("x/index.json") < len(json.dumps(big)) / 5  # compact and gzipped
+    store.write_stream("x/cut.json", [b"\x1f\x8b\x08\x00" + b"cut short"])
+    with pytest.raises(ValueError, match="does not decompress"):
+        store.get_json("x/cut.json")
 
 
 def test_listing_is_by_prefix(store: BackupStore) -> None:

@@ -278,10 +278,10 @@ def test_each_backup_rewrites_the_index_and_one_that_cannot_still_counts(scene: 
     assert first.indexed, first.note  # the scene's backup wrote it, signed
 
     class IndexRefused(S3Store):
-        def put_json(self, key: str, document: Any) -> None:
+        def put_json(self, key: str, document: Any, compress: bool = False) -> None:
             if key.endswith(INDEX):
                 raise StoreError("S3 PutObject failed: AccessDenied")
-            super().put_json(key, document)
+            super().put_json(key, document, compress)
 
     said: list[str] = []
     newer = run_backup(

@@ -256,7 +256,7 @@ def write_index(
         "through": max((i for i in folders if (backup_time(i) or now) <= now + CLOCK_SKEW), default=""),
         "backups": [{"backup_id": i, **items[i]} for i in sorted(items)],
     }
-    store.put_json(base + INDEX, mac.sign(document) if mac is not None else document)
+    store.put_json(base + INDEX, mac.sign(document) if mac is not None else document, compress=True)
     # Rewritten every backup, and the bucket keeps every version: the lifecycle rule expires the
     # versions it tagged (BackupVault), so the index is tagged like a redundant backup.
     store.mark_expirable([base + INDEX])
