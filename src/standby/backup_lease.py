@@ -92,6 +92,6 @@ def over_interval(seconds: float, manifest: StandbyManifest) -> str:
         f"A backup takes {human(seconds)}, longer than the {human(interval)} between scheduled runs: one "
         f"completes only every {human(cadence)} or so, and the newest backup's data can be "
         f"{human(cadence + seconds)} old, against an RPO of {human(manifest.rpo_seconds)}: out of reach at "
-        "this size. Lengthen the backup interval, or give the backup task more CPU; parallel and follower "
-        "backups are not built yet (README, Limits)."
+        "this size. Set backupIntervalMinutes and rpoMinutes to what a backup takes (parallel and follower "
+        "backups, which would shorten it, are not built yet: README, Limits)."
     )
