@@ -317,3 +317,21 @@ def test_each_version_of_the_index_may_expire(store: S3Store, mac: KmsMac) -> No
     write_index(store, "backups", APP, mac)
     tags = store.client.get_object_tagging(Bucket=store.bucket, Key=BASE + INDEX)["TagSet"]
     assert {"Key": EXPIRABLE[0], "Value": EXPIRABLE[1]} in tags
+
+
+def test_an_index_the_reader_may_not_read_leaves_it_to_the_manifests(store: S3Store, mac: KmsMac) -> None:
+    """A role whose policy does not name the index yet (a new image before `pulumi up`) still reads."""
+    ids = _history(store, mac, 3)
+    write_index(store, "backups", APP, mac)
+
+    class IndexDenied(S3Store):
+        def get_json(self, key: str) -> Any:
+            if key.endswith(INDEX):
+                raise StoreError(f"cannot read s3://{self.bucket}/{key}: AccessDenied")
+            return super().get_json(key)
+
+    read = load_catalog(IndexDenied(store.bucket), "backups", APP, verifier=mac)
+
+    assert not read.indexed and "cannot be read" in read.note and "AccessDenied" in read.note
+    assert catalog.select_backup(read.entries).backup_id == ids[-1]
+    assert write_index(IndexDenied(store.bucket), "backups", APP, mac) == 3  # rebuilt from every manifest

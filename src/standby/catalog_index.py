@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from standby.backup_store import StoreError
 from standby.catalog import (
     CLOCK_SKEW,
     DUMP,
@@ -189,6 +190,10 @@ def _read_index(store: BackupStore, base: str, app: str, verifier: Verifier | No
         doc = store.get_json(base + INDEX)
     except ValueError as exc:
         raise IndexUnusable(f"the index is not JSON ({exc})") from None
+    except (
+        StoreError
+    ) as exc:  # e.g. a role not yet allowed to read it (before `pulumi up`): read every folder
+        raise IndexUnusable(f"the index cannot be read: {' '.join(str(exc).split())}") from None
     if doc is None:
         raise IndexUnusable("there is no index yet")
     if not isinstance(doc, dict) or doc.get("kind") != INDEX_KIND:
