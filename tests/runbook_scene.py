@@ -21,6 +21,7 @@ import pytest
 
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
+from standby.catalog import BackupManifest
 from standby.commands.runbook_command import StandbySideFactory
 from standby.config.models import DnsMode, Mode
 from standby.integrity import KmsMac
@@ -118,14 +119,15 @@ class Scene:
         return str(answer["Parameter"]["Value"])
 
 
-def take_backup(manifest: StandbyManifest, source_url: str) -> None:
+def take_backup(manifest: StandbyManifest, source_url: str, streams: int | None = None) -> BackupManifest:
     """A backup of `source_url` into the world's bucket, signed as the backup task signs it."""
-    run_backup(
+    return run_backup(
         BackupRequest(
             manifest.app,
             parse_database_url(source_url),
             S3Store(manifest.backup_bucket),
             find_tool("pg_dump"),
+            streams=streams,
             signer=KmsMac(manifest.backup_mac_key or "", manifest.region),
         )
     )

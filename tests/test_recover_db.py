@@ -211,6 +211,18 @@ def test_a_backup_whose_dump_does_not_verify_is_refused_and_nothing_changes(scen
     assert _changes(scene) == []
 
 
+def test_a_parallel_backup_is_refused_before_anything_changes(scene: Scene) -> None:
+    """Heroku's pg:backups:restore takes one dump file; a parallel backup (in S3, signed) has several."""
+    backup = take_backup(scene.manifest, scene.source, streams=2)
+    assert backup.parallel
+
+    run = _recover(scene, "from-backup", "--backup", backup.backup_id)
+
+    assert run.code == 3, run.output
+    assert "is a parallel backup (3 files)" in run.output and "--streams 1" in run.output
+    assert _changes(scene) == []
+
+
 def test_the_apps_own_credential_marks_its_database_and_backups_refuse_it_until_lifted(
     pg_server: LocalPostgres, tmp_path: Path
 ) -> None:

@@ -1,38 +1,41 @@
 """Take a consistent, verified backup of a Postgres database into a backup store.
 
 One transaction exports its snapshot; every table's rows are counted in it (on a second connection that
-imports the snapshot) while `pg_dump --snapshot` dumps exactly that state, streamed into the store while its sha256 is computed; the manifest (counts, hash,
-size, versions, times) is written last. A run that fails leaves `failure.json` with the phase and the
-first line of the error, and no manifest: a dump without a manifest is not a backup.
+imports the snapshot) while `pg_dump --snapshot` dumps exactly that state, streamed into the store while
+its sha256 is computed: one stream, or for a large database several (`standby.parallel_dump`). The
+manifest (counts, every file's hash and size, versions, times) is written last. A run that fails leaves
+`failure.json` with the phase and the first line of the error, and no manifest: a dump without a manifest
+is not a backup.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
 
-from standby import catalog, catalog_index, recovery_mark
-from standby.backup_store import MIB, S3_MAX_PARTS, S3_MIN_PART, BackupStore
-from standby.catalog import BackupManifest
+from standby import catalog, catalog_index, parallel_dump, recovery_mark
+from standby.backup_store import MIB, BackupStore
+from standby.catalog import BackupManifest, DumpFile, files_digest
+from standby.dump_stream import (
+    EXCLUDED_SCHEMAS,
+    StreamFailed,
+    part_size_for,
+    pg_dump_command,
+    stream_into_store,
+)
 from standby.errors import ConfigError, StandbyError
 from standby.integrity import Mac
 from standby.names import BACKUP_PREFIX
 from standby.pg_tools import PgTool, PgVersion, require_at_least
 from standby.pg_url import Database
 
-# Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
-EXCLUDED_SCHEMAS: Final = ("_heroku",)
 DEFAULT_COMPRESSION: Final = "gzip:1"  # fast, and every pg_restore reads it
 DEFAULT_PART_SIZE: Final = 16 * MIB
 
@@ -66,8 +69,12 @@ class BackupRequest:
     store: BackupStore
     pg_dump: PgTool
     prefix: str = BACKUP_PREFIX
-    compression: str = DEFAULT_COMPRESSION
+    # pg_dump's --compress; None: gzip level 1 for one stream, zstd (where pg_dump has it) for several.
+    compression: str | None = None
     part_size: int = DEFAULT_PART_SIZE
+    # Data streams: 1 dumps one file, N several at once (`standby.parallel_dump`), None chooses by size.
+    # A dump Heroku itself restores (the failback's) must be one file.
+    streams: int | None = None
     source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
     # Signs the manifest and the catalog index, and checks the index it rewrites (standby.integrity.KmsMac),
     # when the standby has a key.
@@ -112,23 +119,33 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
                 PgVersion.from_server_num(server_num),
                 f"a PostgreSQL {server_version} server",
             )
+            phase = "planning the dump"
+            groups = _stream_groups(request, conn, int(db_size), progress)
+            compression = request.compression or (
+                parallel_dump.choose_compression(request.pg_dump) if groups else DEFAULT_COMPRESSION
+            )
             phase = "dumping and uploading"
-            progress(f"snapshot {snapshot}: dumping {db_size / MIB:.0f} MiB to {request.store.describe()}")
+            streams = f"{len(groups)} data streams and the schema" if groups else "one stream"
+            progress(
+                f"snapshot {snapshot}: dumping {db_size / MIB:.0f} MiB in {streams} ({compression}) "
+                f"to {request.store.describe()}"
+            )
             # Rows are counted on a second connection in the same snapshot while pg_dump runs: the
             # counts cost no extra time when the dump is the bottleneck.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-rows") as pool:
                 counting = pool.submit(_count_in_snapshot, request.source, snapshot)
-                size, digest = _dump_into_store(request, snapshot, f"{base}{catalog.DUMP}", db_size)
+                files = _dump(request, snapshot, base, groups, compression, int(db_size), progress)
                 phase = "counting rows"
                 tables = counting.result()
             conn.rollback()  # the snapshot may go only once pg_dump and the counts are done with it
         phase = "writing the manifest"
+        one = files[0] if len(files) == 1 else None
         manifest = BackupManifest(
             backup_id=backup_id,
             app=request.app,
-            dump_key=f"{base}{catalog.DUMP}",
-            size=size,
-            sha256=digest,
+            dump_key=files[0].key,
+            size=one.size if one else sum(f.size for f in files),
+            sha256=one.sha256 if one else files_digest(files),
             server_version=server_version,
             pg_dump_version=str(request.pg_dump.version),
             started_at=started,
@@ -138,7 +155,8 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             source=request.source.redacted,
             source_side=request.source_side,
             database_size=int(db_size),
-            compression=request.compression,
+            compression=compression,
+            files=() if one else files,
         )
         document = manifest.to_json()
         request.store.put_json(
@@ -147,6 +165,9 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
     except BackupFailed as exc:
         _record_failure(request, base, backup_id, started, exc.phase, exc.reason)
         raise
+    except StreamFailed as exc:  # pg_dump's own words, whole: they say what to fix
+        _record_failure(request, base, backup_id, started, phase, str(exc))
+        raise BackupFailed(phase, str(exc)) from None
     except StandbyError as exc:
         if exc.exit_code == 2:
             raise  # configuration (e.g. pg_dump too old): caught before dumping, nothing to record
@@ -172,6 +193,41 @@ def update_index(request: BackupRequest, progress: Progress) -> None:
         )
 
 
+def _stream_groups(
+    request: BackupRequest, conn: psycopg.Connection[tuple[Any, ...]], db_size: int, progress: Progress
+) -> list[list[parallel_dump.Table]]:
+    """The tables of each data stream of a parallel dump, in the snapshot; [] for a single-stream one."""
+    streams = parallel_dump.choose_streams(request.streams, db_size)
+    if streams < 2:
+        return []
+    tables = [(str(s), str(t)) for s, t in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)]).fetchall()]
+    groups = parallel_dump.plan_streams(parallel_dump.table_sizes(conn, tables), streams)
+    if len(groups) < 2:
+        progress(f"{len(tables)} table(s) make one data stream: dumping a single stream instead")
+        return []
+    return groups
+
+
+def _dump(
+    request: BackupRequest,
+    snapshot: str,
+    base: str,
+    groups: list[list[parallel_dump.Table]],
+    compression: str,
+    db_size: int,
+    progress: Progress,
+) -> tuple[DumpFile, ...]:
+    part_size = part_size_for(request.part_size, db_size)
+    if groups:
+        return parallel_dump.dump_parallel(
+            request.pg_dump, request.source, request.store, compression, snapshot, base, groups, part_size,
+            progress,
+        )  # fmt: skip
+    command = pg_dump_command(request.pg_dump, request.source, compression, snapshot)
+    dumped = stream_into_store(command, request.source.env, request.store, f"{base}{catalog.DUMP}", part_size)
+    return (DumpFile(dumped.key, dumped.size, dumped.sha256),)
+
+
 def _count_in_snapshot(source: Database, snapshot: str) -> dict[str, int]:
     with source.connect(connect_timeout=15) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -189,17 +245,13 @@ def count_rows(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
     return counts
 
 
-def pg_dump_command(request: BackupRequest, snapshot: str) -> list[str]:
-    return [
-        str(request.pg_dump.path),
-        "--format=custom",
-        f"--compress={compress_option(request.pg_dump.version, request.compression)}",
-        f"--snapshot={snapshot}",
-        "--no-password",
-        "--lock-wait-timeout=60s",  # fail rather than queue behind a long DDL lock
-        *[f"--exclude-schema={schema}" for schema in EXCLUDED_SCHEMAS],
-        f"--dbname={request.source.conninfo}",
-    ]
+def check_streams(value: str) -> int | None:
+    """`--streams`: "auto" (None: chosen by size) or a count from 1 to 16, or a ConfigError."""
+    if value == "auto":
+        return None
+    if value.isdigit() and 1 <= int(value) <= 16:
+        return int(value)
+    raise ConfigError([f"--streams must be auto or a number of streams from 1 to 16. Got {value!r}."])
 
 
 COMPRESSION_METHODS: Final = ("gzip", "lz4", "zstd", "none")
@@ -216,62 +268,6 @@ def check_compression(compression: str) -> str:
         [f"--compress must be METHOD[:LEVEL] with METHOD one of {', '.join(COMPRESSION_METHODS)}, or a gzip level "
          f"0-9. Got {compression!r}."]
     )  # fmt: skip
-
-
-def compress_option(version: PgVersion, compression: str) -> str:
-    """pg_dump before 16 takes only a gzip level: "gzip:1" becomes "1" there."""
-    method, _, level = compression.partition(":")
-    if version.major < 16 and method == "gzip":
-        return level or "6"
-    return compression
-
-
-def _dump_into_store(request: BackupRequest, snapshot: str, key: str, db_size: int) -> tuple[int, str]:
-    # Parts big enough that even a dump twice the database's size stays under S3's part limit.
-    part_size = max(request.part_size, S3_MIN_PART, -(-2 * db_size // S3_MAX_PARTS))
-    process = subprocess.Popen(
-        pg_dump_command(request, snapshot),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **request.source.env},
-    )
-    assert process.stdout is not None and process.stderr is not None
-    errors = _drain(process.stderr)
-    digest = hashlib.sha256()
-    try:
-        size = request.store.write_stream(key, _parts(process.stdout, part_size, digest))
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    finally:
-        process.stdout.close()
-    if process.wait() != 0:
-        message = b"".join(errors).decode(errors="replace").strip() or f"exit code {process.returncode}"
-        raise BackupFailed("dumping and uploading", f"pg_dump failed: {message}")
-    return size, digest.hexdigest()
-
-
-def _parts(stream: IO[bytes], part_size: int, digest: hashlib._Hash) -> Iterator[bytes]:
-    while True:
-        body = stream.read(part_size)
-        if not body:
-            return
-        digest.update(body)
-        yield body
-
-
-def _drain(stream: IO[bytes]) -> list[bytes]:
-    """Read a pipe to its end in the background (so pg_dump never blocks on it); keep the tail."""
-    chunks: list[bytes] = []
-
-    def pump() -> None:
-        for line in stream:
-            chunks.append(line)
-            del chunks[:-50]
-
-    threading.Thread(target=pump, daemon=True, name="pg_dump-stderr").start()
-    return chunks
 
 
 def _first_line(exc: BaseException) -> str:

@@ -80,7 +80,10 @@ class S3Store:
     def __init__(self, bucket: str, region: str | None = None, *, parallel: int = 4) -> None:
         self.bucket = bucket
         self.parallel = parallel
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=parallel + 4)
+        # A parallel backup uploads up to four streams through this one client, `parallel` parts each.
+        config = Config(
+            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=4 * parallel + 4
+        )
         self.client: S3Client = boto3.client("s3", region_name=region, config=config)
 
     def describe(self) -> str:

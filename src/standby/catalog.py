@@ -3,12 +3,14 @@
 Everything here is a pure function of its inputs but `scan_catalog`, `read_documents` and the dump checks,
 which read through a store. `standby.catalog_index` answers the same from one index document.
 
-A backup lives under `<prefix>/<app>/<backup id>/`: the dump (`dump`), then, written last, its manifest
+A backup lives under `<prefix>/<app>/<backup id>/`: the dump (`dump`), or for a parallel backup its
+schema (`schema`) and one file per data stream (`data-1`, ...); then, written last, its manifest
 (`manifest.json`). A dump without a manifest is not a backup; a failed run leaves `failure.json`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 MANIFEST_FORMAT: Final = 1
 DUMP: Final = "dump"
+SCHEMA: Final = "schema"  # a parallel backup's schema archive (pre- and post-data)
+DATA: Final = "data-"  # a parallel backup's data streams: data-1, data-2, ...
 MANIFEST: Final = "manifest.json"
 FAILURE: Final = "failure.json"
 _ID_TIME: Final = "%Y%m%dT%H%M%SZ"
@@ -56,6 +60,50 @@ def backup_prefix(prefix: str, app: str, backup_id: str = "") -> str:
     return f"{prefix.strip('/')}/{app}/" + (f"{backup_id}/" if backup_id else "")
 
 
+class Section(StrEnum):
+    """What a dump file holds: the whole database, or (a parallel backup) its schema or some tables' rows."""
+
+    ALL = "all"
+    SCHEMA = "schema"
+    DATA = "data"
+
+
+@dataclass(frozen=True)
+class DumpFile:
+    """One file of a backup, as its manifest records it: each is checked on its own before a restore uses it."""
+
+    key: str
+    size: int
+    sha256: str
+    section: Section = Section.ALL
+    tables: tuple[str, ...] = ()  # a data file: the tables whose rows it holds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "section": self.section.value,
+            "size": self.size,
+            "sha256": self.sha256,
+            "tables": list(self.tables),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> DumpFile:
+        return cls(
+            key=str(doc["key"]),
+            size=int(doc["size"]),
+            sha256=str(doc["sha256"]),
+            section=Section(doc["section"]),
+            tables=tuple(str(t) for t in doc["tables"]),
+        )
+
+
+def files_digest(files: Iterable[DumpFile]) -> str:
+    """A parallel backup's one fingerprint: the sha256 of its files' keys, sizes and hashes, in order."""
+    lines = "".join(f"{f.key} {f.size} {f.sha256}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class BackupManifest:
     backup_id: str
@@ -76,7 +124,18 @@ class BackupManifest:
     database_size: int = 0  # bytes the source database took (pg_database_size); 0 in older manifests
     dump_format: str = "custom"
     compression: str = "gzip:1"
+    # A parallel backup's files (its schema first); empty for a single-stream one, whose one file is
+    # `dump_key`. A parallel backup's `dump_key` is its schema, `size` the sum and `sha256` `files_digest`.
+    files: tuple[DumpFile, ...] = ()
     format: int = MANIFEST_FORMAT
+
+    @property
+    def parallel(self) -> bool:
+        return bool(self.files)
+
+    def dump_files(self) -> tuple[DumpFile, ...]:
+        """Every file a restore reads, each with its size and sha256."""
+        return self.files or (DumpFile(self.dump_key, self.size, self.sha256),)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +156,8 @@ class BackupManifest:
             "source": self.source,
             "source_side": self.source_side,
             "database_size": self.database_size,
+            # Only a parallel backup has the field: the single-stream manifests read as they always have.
+            **({"files": [f.to_json() for f in self.files]} if self.files else {}),
         }
 
     @classmethod
@@ -126,6 +187,7 @@ class BackupManifest:
                 source=str(doc["source"]),
                 source_side=str(doc.get("source_side", "heroku")),  # manifests from before it was recorded
                 database_size=int(doc.get("database_size", 0)),
+                files=tuple(DumpFile.from_json(f) for f in doc.get("files", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(
@@ -250,13 +312,29 @@ def check_belongs(manifest: BackupManifest, backup_id: str, app: str, base: str,
             f"the manifest in {base}{backup_id}/ describes backup {manifest.backup_id} of {manifest.app}: it "
             "was copied or forged. Investigate the bucket."
         )
-    if manifest.dump_key != f"{base}{backup_id}/{DUMP}":
+    folder = f"{base}{backup_id}/"
+    if manifest.dump_key != folder + (SCHEMA if manifest.parallel else DUMP):
         raise ManifestError(f"the manifest points at a dump outside its folder ({manifest.dump_key}).")
+    if manifest.parallel:
+        _check_files(manifest, folder)
     if manifest.snapshot_at > now + CLOCK_SKEW:
         raise ManifestError(
             f"its data is dated {manifest.snapshot_at.isoformat()}, in the future: a manifest dated ahead "
             "would stay newest for ever. Investigate the bucket."
         )
+
+
+def _check_files(manifest: BackupManifest, folder: str) -> None:
+    """A parallel backup's files: its schema first, then data streams, all in its folder, adding up."""
+    files = manifest.files
+    expected = [folder + SCHEMA] + [f"{folder}{DATA}{n}" for n in range(1, len(files))]
+    sections = [Section.SCHEMA] + [Section.DATA] * (len(files) - 1)
+    if [f.key for f in files] != expected or [f.section for f in files] != sections or len(files) < 2:
+        raise ManifestError(
+            f"the manifest's files are not a parallel backup's ({', '.join(f.key for f in files)}): it was altered."
+        )
+    if manifest.size != sum(f.size for f in files) or manifest.sha256 != files_digest(files):
+        raise ManifestError("the manifest's size or sha256 does not add up from its files: it was altered.")
 
 
 class Verifier(Protocol):
@@ -376,12 +454,15 @@ class Skipped:
 
 
 def dump_problem(store: BackupStore, manifest: BackupManifest) -> str | None:
-    """What is wrong with a backup's dump that one look can tell (missing, or not its manifest's size)."""
-    size = store.size(manifest.dump_key)
-    if size is None:
-        return "its dump is missing"
-    if size != manifest.size:
-        return f"its dump is {size} bytes, its manifest says {manifest.size}: truncated or replaced"
+    """What is wrong with a backup's dump that one look per file can tell (missing, or not the size its
+    manifest says)."""
+    for file in manifest.dump_files():
+        what = "its dump" if file.section is Section.ALL else f"its file {file.key.rsplit('/', 1)[-1]}"
+        size = store.size(file.key)
+        if size is None:
+            return f"{what} is missing"
+        if size != file.size:
+            return f"{what} is {size} bytes, its manifest says {file.size}: truncated or replaced"
     return None
 
 

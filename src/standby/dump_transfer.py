@@ -26,7 +26,7 @@ class DumpTransfer:
         self._store = store
         self._key = key
         local = store.local_path(key)
-        self.path = local or folder / "dump"
+        self.path = local or folder / key.rsplit("/", 1)[-1]
         self._copy = local is None
         self._available = 0
         self._done = False
@@ -34,7 +34,7 @@ class DumpTransfer:
         self._cond = threading.Condition()
         self.sha256 = ""
         self.size = 0
-        self._thread = threading.Thread(target=self._run, name="dump-transfer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"transfer-{self.path.name}", daemon=True)
 
     def start(self) -> DumpTransfer:
         if self._copy:

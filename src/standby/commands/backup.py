@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from standby import catalog_index, cli, live_side
-from standby.backup import DEFAULT_COMPRESSION, BackupRequest, check_compression, run_backup, update_index
+from standby.backup import BackupRequest, check_compression, check_streams, run_backup, update_index
 from standby.backup_lease import BackupStillRunning, one_backup_at_a_time, over_interval
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
@@ -36,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="back up this database instead of the live one (Heroku's DATABASE_URL, fetched from its API; "
         "the standby's once a cutover made it live)",
     )
-    parser.add_argument("--compress", default=DEFAULT_COMPRESSION, help="pg_dump --compress value")
+    parser.add_argument(
+        "--compress",
+        help="pg_dump --compress value (default: gzip:1 for one stream; zstd:1 for several, where pg_dump has it)",
+    )
+    parser.add_argument(
+        "--streams",
+        default="auto",
+        help="data streams dumped at once from the same snapshot: 1 for one dump file, N for a parallel "
+        "backup, auto (the default) for parallel from 8 GiB",
+    )
     parser.add_argument("--no-metrics", action="store_true", help="do not publish CloudWatch metrics")
     parser.add_argument(
         "--keep-newest",
@@ -56,7 +65,8 @@ def _main(args: argparse.Namespace) -> int:
     context = open_store(args)
     if args.action == "list":
         return _list(context, args.json)
-    compression = check_compression(args.compress)
+    compression = check_compression(args.compress) if args.compress else None
+    streams = check_streams(args.streams)
     source = _live_source(context, args.source_url)
     if source is None:
         return cli.EXIT_OK
@@ -68,6 +78,7 @@ def _main(args: argparse.Namespace) -> int:
         pg_dump=find_tool("pg_dump", args.pg_bin),
         prefix=context.prefix,
         compression=compression,
+        streams=streams,
         source_side=side,
         signer=context.mac,
         index=False,  # rewritten below, once the lease is released
@@ -141,7 +152,8 @@ def _report(manifest: BackupManifest, json_path: Path | None) -> None:
     took = (manifest.finished_at - manifest.started_at).total_seconds()
     print(
         f"backup {manifest.backup_id} complete: {len(manifest.tables)} tables, "
-        f"{sum(manifest.tables.values())} rows, {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}..., "
+        f"{sum(manifest.tables.values())} rows, {manifest.size / 1e6:.1f} MB in {len(manifest.dump_files())} "
+        f"file(s), sha256 {manifest.sha256[:12]}..., "
         f"{took:.1f} s"
     )
     if json_path:
@@ -153,11 +165,12 @@ def _list(context: StoreContext, json_path: Path | None) -> int:
     entries = list(
         reversed(catalog_index.read_catalog(context.store, context.prefix, context.app, verifier=context.mac))
     )
-    print(f"{'BACKUP':<24} {'STATE':<11} {'AGE':>6} {'SIZE':>10}  NOTE")
+    print(f"{'BACKUP':<24} {'STATE':<11} {'AGE':>6} {'SIZE':>10} {'FILES':>5}  NOTE")
     for e in entries:
         size = f"{e.manifest.size / 1e6:.1f} MB" if e.manifest else "-"
+        files = str(len(e.manifest.dump_files())) if e.manifest else "-"
         note = str(e.failure.get("error", "")) if e.failure else ""
-        print(f"{e.backup_id:<24} {e.state.value:<11} {_age(e.age(now)):>6} {size:>10}  {note}")
+        print(f"{e.backup_id:<24} {e.state.value:<11} {_age(e.age(now)):>6} {size:>10} {files:>5}  {note}")
     if not entries:
         print(f"(no backups of {context.app} in {context.store.describe()})")
     if json_path:
@@ -168,6 +181,7 @@ def _list(context: StoreContext, json_path: Path | None) -> int:
                 "age_seconds": round(e.age(now)),
                 "size": e.manifest.size if e.manifest else None,
                 "tables": len(e.manifest.tables) if e.manifest else None,
+                "files": len(e.manifest.dump_files()) if e.manifest else None,
                 "error": e.failure.get("error") if e.failure else None,
             }
             for e in entries

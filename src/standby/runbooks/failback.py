@@ -106,6 +106,7 @@ class DumpStandby(EnvStep):
                 self.env.store,
                 self.env.pg_dump,
                 self.env.manifest.backup_prefix,
+                streams=1,  # Heroku restores it, and pg:backups:restore takes one dump file
                 signer=self.env.backup_mac,
             )
         )

@@ -220,6 +220,12 @@ class Preflight(RecoveryStep):
         entry = catalog.select_backup(self.env.catalog(), self.recovery.backup or "")
         manifest = entry.manifest
         assert manifest is not None
+        if manifest.parallel:
+            raise SafetyRefusal(
+                f"backup {manifest.backup_id} is a parallel backup ({len(manifest.files)} files), and Heroku's "
+                "pg:backups:restore takes one dump file. Choose a single-stream backup (`python scripts/backup.py "
+                "list` shows each one's files; `backup.py run --streams 1` takes one), or recover with rollback."
+            )
         facts.update(backup_id=manifest.backup_id)
         return facts, [
             f"restore     backup {manifest.backup_id} (data from {manifest.snapshot_at.isoformat()}, "
