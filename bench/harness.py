@@ -4,6 +4,7 @@ also records the peak memory of every program in a command's process tree."""
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -43,7 +44,8 @@ ANALYZE;
 
 
 def fill(url: str, size_gb: float) -> int:
-    events = int(7_000_000 * size_gb)  # ~1 GB on disk with its indexes at size_gb = 1
+    """About `size_gb` GB on disk, indexes included (1.0 measured 1.0-1.1 GB); returns the exact size."""
+    events = int(4_400_000 * size_gb)
     scale = {"customers": max(1000, events // 50), "orders": max(1000, events // 5), "events": events}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(FILL.format(**scale).encode())
@@ -53,7 +55,8 @@ def fill(url: str, size_gb: float) -> int:
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, dict[str, int]]:
-    """Wall time of a command, and the peak RSS of each program in its process tree."""
+    """Wall time of a command, and the peak RSS of each program in its process tree (the largest of
+    each name), and of the whole tree at once ("total": several pg_dumps of a parallel backup add up)."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -64,12 +67,16 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
     def watch() -> None:
         root = psutil.Process(process.pid)
         while not done.is_set():
+            total = 0
             try:
                 for proc in [root, *root.children(recursive=True)]:
                     name = next((p for p in ("pg_dump", "pg_restore") if p in proc.name()), "main")
-                    peaks[name] = max(peaks.get(name, 0), proc.memory_info().rss)
+                    rss = proc.memory_info().rss
+                    peaks[name] = max(peaks.get(name, 0), rss)
+                    total += rss
             except psutil.Error:
                 pass
+            peaks["total"] = max(peaks.get("total", 0), total)
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -86,6 +93,30 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 def best(rounds: int, run: Callable[[int], tuple[float, dict[str, int]]]) -> tuple[float, dict[str, int]]:
     results = [run(i) for i in range(rounds)]
     return min(r[0] for r in results), {k: max(r[1].get(k, 0) for r in results) for k in results[0][1]}
+
+
+class Samples:
+    """Each variant's times and peak memory over the rounds; the rounds alternate the variants, so the
+    machine's drift falls on all of them alike."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.memory: dict[str, dict[str, int]] = {}
+
+    def add(self, name: str, result: tuple[float, dict[str, int]]) -> None:
+        self.times.setdefault(name, []).append(result[0])
+        seen = self.memory.setdefault(name, {})
+        for key, rss in result[1].items():
+            seen[key] = max(seen.get(key, 0), rss)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+    def spread(self, name: str) -> str:
+        return ", ".join(f"{t:.1f}" for t in self.times[name])
+
+    def peak(self, name: str, key: str = "total") -> float:
+        return self.memory[name].get(key, 0) / (1024 * 1024)
 
 
 @contextmanager

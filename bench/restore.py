@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark: `scripts/restore.py` against raw `pg_restore` of the same dump file, same run.
+"""Benchmark: `scripts/restore.py`, from a one-stream and from a parallel backup, against raw
+`pg_restore -j <cores>` of the same dump file, same run, over a sweep of database sizes.
 
-    python bench/restore.py                 # a dump of >= 1 GB (the issue's bar)
-    python bench/restore.py --size-gb 0.1   # a quick look
+    python bench/restore.py --size-gb 1 --rounds 3     # the bar: median of three at ~1 GB
+    python bench/restore.py --size-gb 1 3 10 --rounds 1 # the cost curve
+    python bench/restore.py --size-gb 0.1 --rounds 1    # a quick look
 
-Fills a database, backs it up into moto's S3 on loopback, downloads the dump once for the baselines,
-then times on fresh databases:
-- raw `pg_restore -j <cores>` of the local file, and raw single-job `pg_restore`;
-- ours: `scripts/restore.py` (the dump streamed from S3 and hashed while its data loads into a new
-  database, size and sha256 check, indexes with parallel jobs, every table's row count with ANALYZE
-  beside it, the switch).
+For each size: fills a database, backs it up twice into moto's S3 on loopback (one stream, and
+parallel with --streams data streams, at the same compression), downloads the one-stream dump once for
+the baseline, then, round after round on fresh databases, alternating:
+- baseline: raw `pg_restore -j <cores>` of the local dump file;
+- ours: `scripts/restore.py` of the one-stream backup (the dump streamed from S3 and hashed while its
+  data loads into a new database, size + sha256 + archive checks, indexes with parallel jobs, every
+  table's row count with ANALYZE beside it, the switch);
+- ours: `scripts/restore.py` of the parallel backup (every data file loading at once as it arrives,
+  each file checked, then the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -23,7 +29,7 @@ from pathlib import Path
 
 import boto3
 import psycopg
-from harness import ROOT, fill, moto_with_bucket, timed
+from harness import ROOT, Samples, fill, moto_with_bucket, timed
 
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
@@ -36,70 +42,104 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--size-gb", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compress", default="gzip:1", help="pg_dump --compress of both backups")
     parser.add_argument(
-        "--size-gb", type=float, default=1.3, help="database size; ~0.8 of it becomes the dump"
+        "--streams", type=int, default=os.cpu_count() or 2, help="data streams of the parallel backup"
     )
-    parser.add_argument("--compress", default="0", help="pg_dump --compress of the backup (0: none)")
     args = parser.parse_args()
     cores = os.cpu_count() or 2
-    pg_restore = find_tool("pg_restore")
+    curve = []
     with (
         moto_with_bucket("bench"),
         LocalPostgres() as server,
         tempfile.TemporaryDirectory(prefix="standby-bench-") as scratch,
     ):
-        source = server.create_database("source")
-        print(f"filling a ~{args.size_gb} GB database and backing it up ...", file=sys.stderr)
-        fill(source, args.size_gb)
-        manifest = run_backup(
-            BackupRequest(
-                "bench",
-                parse_database_url(source),
-                S3Store("bench"),
-                find_tool("pg_dump"),
-                compression=args.compress,
-            )
-        )
-        dump = Path(scratch) / "dump"
-        boto3.client("s3").download_file("bench", manifest.dump_key, str(dump))
-
-        def raw(jobs: int) -> float:
-            target = server.create_database("raw")
-            elapsed, _ = timed(
-                [
-                    str(pg_restore.path),
-                    f"--jobs={jobs}",
-                    "--no-owner",
-                    "--no-acl",
-                    f"--dbname={target}",
-                    str(dump),
-                ]
-            )
-            _drop(server, target)
-            return elapsed
-
-        raw_parallel = raw(cores)
-        report_path = Path(scratch) / "report.json"
-        target = server.url(f"app_{time.time_ns()}")
-        ours, _ = timed(
-            [sys.executable, str(ROOT / "scripts" / "restore.py"), "--app", "bench", "--bucket", "bench",
-             "--target-url", target, "--yes", f"--jobs={cores}", "--json", str(report_path),
-             "--scratch", scratch],
-        )  # fmt: skip
-        phases = __import__("json").loads(report_path.read_text())["phases"]
-        _drop(server, target)
-        raw_single = raw(1)
-
+        for size_gb in args.size_gb:
+            source = server.create_database("source")
+            print(f"filling a ~{size_gb} GB database and backing it up twice ...", file=sys.stderr)
+            size = fill(source, size_gb)
+            backups = {}
+            for name, streams in (("one", 1), ("parallel", args.streams)):
+                request = BackupRequest("bench", parse_database_url(source), S3Store("bench"), find_tool("pg_dump"),
+                                        compression=args.compress, streams=streams)  # fmt: skip
+                backups[name] = run_backup(request)
+            _drop(server, source)
+            dump = Path(scratch) / "dump"
+            boto3.client("s3").download_file("bench", backups["one"].dump_key, str(dump))
+            samples, phases = _measure(server, dump, backups, Path(scratch), cores, args.rounds)
+            dump.unlink()
+            curve.append((size, backups, samples, phases))
+            for manifest in backups.values():  # moto keeps them in memory
+                for file in manifest.dump_files():
+                    boto3.client("s3").delete_object(Bucket="bench", Key=file.key)
+    print(f"\n--compress={args.compress}, {cores} cores, median of {args.rounds}")
     print(
-        f"\ndump {manifest.size / 1e9:.2f} GB (pg_dump --compress={args.compress}), {len(manifest.tables)} tables; {cores} cores"
+        f"| database | dump | raw pg_restore -j {cores} s (s/GB) | ours, one stream s (s/GB) | ratio | "
+        f"ours, {args.streams} streams s (s/GB) | ratio | parallel / one stream | peak memory: one / parallel |"
     )
-    print(f"raw pg_restore -j {cores} (local file)           : {raw_parallel:7.2f} s")
-    print(f"raw pg_restore, one job (local file)        : {raw_single:7.2f} s")
-    print(f"scripts/restore.py -j {cores} (S3 + checks + switch): {ours:7.2f} s")
-    print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
-    print(f"ratio ours / raw pg_restore -j {cores}            : {ours / raw_parallel:.2f}  (target <= 1.10)")
-    print(f"ratio ours / raw single-job pg_restore       : {ours / raw_single:.2f}")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, backups, s, _ in curve:
+        gb = size / 1e9
+        raw, one, par = s.median("raw"), s.median("one"), s.median("parallel")
+        print(
+            f"| {gb:.2f} GB | {backups['one'].size / 1e9:.2f} GB | {raw:.1f} ({raw / gb:.1f}) | {one:.1f} ({one / gb:.1f}) | "
+            f"{one / raw:.2f} | {par:.1f} ({par / gb:.1f}) | {par / raw:.2f} | {par / one:.2f} | "
+            f"{s.peak('one'):.0f} / {s.peak('parallel'):.0f} MiB |"
+        )
+    for size, _, s, phases in curve:
+        print(f"{size / 1e9:.2f} GB rounds: " + "; ".join(f"{name} {s.spread(name)}" for name in s.times))
+        for name, seen in phases.items():
+            print(f"  phases of ours, {name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in seen.items()))
     return 0
+
+
+def _measure(
+    server: LocalPostgres, dump: Path, backups: dict, scratch: Path, cores: int, rounds: int
+) -> tuple[Samples, dict[str, dict[str, float]]]:
+    samples, phases = Samples(), {}
+    for _ in range(rounds):
+        target = server.create_database("raw")
+        raw = [
+            str(find_tool("pg_restore").path),
+            f"--jobs={cores}",
+            "--no-owner",
+            "--no-acl",
+            f"--dbname={target}",
+            str(dump),
+        ]
+        samples.add("raw", timed(raw))
+        _drop(server, target)
+        for name, manifest in backups.items():
+            report = scratch / "report.json"
+            target = server.url(f"app_{time.time_ns()}")
+            samples.add(
+                name,
+                timed(
+                    [
+                        sys.executable,
+                        str(ROOT / "scripts" / "restore.py"),
+                        "--app",
+                        "bench",
+                        "--bucket",
+                        "bench",
+                        "--backup",
+                        manifest.backup_id,
+                        "--target-url",
+                        target,
+                        "--yes",
+                        f"--jobs={cores}",
+                        "--json",
+                        str(report),
+                        "--scratch",
+                        str(scratch),
+                    ]
+                ),
+            )
+            phases[name] = json.loads(report.read_text())["phases"]
+            _drop(server, target)
+    return samples, phases
 
 
 def _drop(server: LocalPostgres, url: str) -> None:

@@ -109,7 +109,11 @@ def test_a_backup_of_pagila_has_the_sources_counts_and_restores_with_them(
     assert manifest.tables["public.rental"] == 3000
     assert "_heroku.internal_state" not in manifest.tables  # Heroku's machinery stays behind
     assert TOKEN not in result.stdout + result.stderr
-    assert [(r.method, r.path) for r in heroku.requests] == [("GET", f"/apps/{APP}/config-vars")]
+    assert [(r.method, r.path) for r in heroku.requests] == [  # read-only: the URL, then its followers
+        ("GET", f"/apps/{APP}/config-vars"),
+        ("GET", f"/apps/{APP}/addon-attachments"),
+        ("GET", f"/apps/{APP}/addons"),
+    ]
 
     dump = _download(bucket, manifest.dump_key, tmp_path / "dump")
     assert dump.stat().st_size == manifest.size

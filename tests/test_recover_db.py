@@ -3,6 +3,9 @@ are real databases (local/heroku_postgres_fake.py): in-process, one subprocess f
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -430,3 +433,23 @@ def test_a_follower_is_matched_to_its_leader_as_the_cli_matches_urls(
     following: str, database_url: str, same: bool
 ) -> None:
     assert steps.same_database(following, database_url) is same
+
+
+def test_a_scheduled_backup_finds_the_follower_and_passes_over_one_that_does_not_replay(scene: Scene) -> None:
+    """The fake's follower is a copy (it replays nothing): the backup reads the primary and says why;
+    a streaming follower is used (tests/test_backup_source.py)."""
+    from standby.commands import backup as backup_command
+
+    follower = _app(scene).add_follower()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = backup_command.main(["--app", scene.app, "--no-metrics"])
+
+    assert code == 0, out.getvalue()
+    assert f"backing up the primary: {follower.name} is not replaying a primary's WAL" in out.getvalue()
+    newest = _newest_backup_id(scene)
+    doc = boto3.client("s3").get_object(
+        Bucket=scene.manifest.backup_bucket,
+        Key=f"{scene.manifest.backup_prefix}/{scene.app}/{newest}/manifest.json",
+    )
+    assert json.loads(doc["Body"].read())["source_role"] == "primary"

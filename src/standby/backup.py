@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from standby import catalog, catalog_index, parallel_dump, recovery_mark
+from standby.backup_source import FOLLOWER, Follower, Source, choose_source
 from standby.backup_store import MIB, BackupStore
 from standby.catalog import BackupManifest, DumpFile, files_digest
 from standby.dump_stream import (
@@ -60,6 +61,7 @@ class BackupFailed(StandbyError):
         super().__init__(f"backup failed while {phase}: {reason}")
         self.phase = phase
         self.reason = reason
+        self.from_follower = False  # it read a follower: the primary may still answer
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class BackupRequest:
     # A dump Heroku itself restores (the failback's) must be one file.
     streams: int | None = None
     source_side: str = "heroku"  # recorded in the manifest (BackupManifest.source_side)
+    # The primary's follower, read instead of `source` when it keeps up (standby.backup_source).
+    follower: Follower | None = None
     # Signs the manifest and the catalog index, and checks the index it rewrites (standby.integrity.KmsMac),
     # when the standby has a key.
     signer: Mac | None = None
@@ -88,12 +92,34 @@ Progress = Callable[[str], None]
 
 
 def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> BackupManifest:
+    try:
+        manifest = _take(request, request.follower, progress)
+    except BackupFailed as exc:
+        if not exc.from_follower:
+            raise
+        # A follower's dump can be cancelled by what it replays (a recovery conflict): the primary answers.
+        progress(f"warning: the backup from the follower failed ({exc.reason}); taking it from the primary")
+        manifest = _take(request, None, progress)
+    if request.index:
+        update_index(request, progress)
+    return manifest
+
+
+def _take(request: BackupRequest, follower: Follower | None, progress: Progress) -> BackupManifest:
     started = datetime.now(UTC)
     backup_id = catalog.new_backup_id(started)
     base = catalog.backup_prefix(request.prefix, request.app, backup_id)
     phase = "connecting to the source database"
+    source: Source | None = None
     try:
-        with request.source.connect(connect_timeout=15) as conn:
+        source = choose_source(request.source, follower)
+        if source.passed_over:
+            progress(f"backing up the primary: {source.passed_over}")
+        elif source.role == FOLLOWER:
+            progress(
+                f"backing up the follower, at the primary's position of {source.dated_at} ({source.lag_seconds} s to reach it)"
+            )
+        with source.database.connect(connect_timeout=15) as conn:
             # REPEATABLE READ: every statement of this transaction, and pg_dump through the exported
             # snapshot, sees the same committed state.
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -104,7 +130,7 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
                 f" ({recovery_mark.COMMENT_SQL})"
             ).fetchone()
             assert row is not None
-            snapshot, snapshot_at, server_version, server_num, db_size, comment = row
+            snapshot, server_now, server_version, server_num, db_size, comment = row
             recovering = recovery_mark.recovering_run(comment)
             if recovering:
                 raise BackupFailed(
@@ -133,8 +159,10 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             # Rows are counted on a second connection in the same snapshot while pg_dump runs: the
             # counts cost no extra time when the dump is the bottleneck.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-rows") as pool:
-                counting = pool.submit(_count_in_snapshot, request.source, snapshot)
-                files = _dump(request, snapshot, base, groups, compression, int(db_size), progress)
+                counting = pool.submit(_count_in_snapshot, source.database, snapshot)
+                files = _dump(
+                    request, source.database, snapshot, base, groups, compression, int(db_size), progress
+                )
                 phase = "counting rows"
                 tables = counting.result()
             conn.rollback()  # the snapshot may go only once pg_dump and the counts are done with it
@@ -149,11 +177,14 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
             server_version=server_version,
             pg_dump_version=str(request.pg_dump.version),
             started_at=started,
-            snapshot_at=snapshot_at.astimezone(UTC),
+            # A follower's own clock does not date its data; the primary's moment it had replayed does.
+            snapshot_at=(source.dated_at or server_now).astimezone(UTC),
             finished_at=datetime.now(UTC),
             tables=tables,
-            source=request.source.redacted,
+            source=source.database.redacted,
             source_side=request.source_side,
+            source_role=source.role,
+            source_lag_seconds=source.lag_seconds,
             database_size=int(db_size),
             compression=compression,
             files=() if one else files,
@@ -162,23 +193,28 @@ def run_backup(request: BackupRequest, progress: Progress = lambda _: None) -> B
         request.store.put_json(
             f"{base}{catalog.MANIFEST}", request.signer.sign(document) if request.signer else document
         )
-    except BackupFailed as exc:
-        _record_failure(request, base, backup_id, started, exc.phase, exc.reason)
-        raise
-    except StreamFailed as exc:  # pg_dump's own words, whole: they say what to fix
-        _record_failure(request, base, backup_id, started, phase, str(exc))
-        raise BackupFailed(phase, str(exc)) from None
-    except StandbyError as exc:
-        if exc.exit_code == 2:
-            raise  # configuration (e.g. pg_dump too old): caught before dumping, nothing to record
-        _record_failure(request, base, backup_id, started, phase, _first_line(exc))
-        raise BackupFailed(phase, _first_line(exc)) from None
-    except (psycopg.Error, OSError) as exc:
-        _record_failure(request, base, backup_id, started, phase, _first_line(exc))
-        raise BackupFailed(phase, _first_line(exc)) from None
-    if request.index:
-        update_index(request, progress)
+    except Exception as exc:
+        failure = _as_failure(exc, phase)
+        if failure is None:
+            raise
+        _record_failure(request, base, backup_id, started, failure.phase, failure.reason)
+        failure.from_follower = source is not None and source.role == FOLLOWER
+        raise failure from None
     return manifest
+
+
+def _as_failure(exc: Exception, phase: str) -> BackupFailed | None:
+    """What a failed run records and raises; None for what is not a failed backup (a configuration
+    error, caught before dumping, such as a pg_dump too old: nothing to record)."""
+    if isinstance(exc, BackupFailed):
+        return exc
+    if isinstance(exc, StreamFailed):  # pg_dump's own words, whole: they say what to fix
+        return BackupFailed(phase, str(exc))
+    if isinstance(exc, StandbyError):
+        return None if exc.exit_code == 2 else BackupFailed(phase, _first_line(exc))
+    if isinstance(exc, psycopg.Error | OSError):
+        return BackupFailed(phase, _first_line(exc))
+    return None
 
 
 def update_index(request: BackupRequest, progress: Progress) -> None:
@@ -210,6 +246,7 @@ def _stream_groups(
 
 def _dump(
     request: BackupRequest,
+    source: Database,
     snapshot: str,
     base: str,
     groups: list[list[parallel_dump.Table]],
@@ -220,11 +257,10 @@ def _dump(
     part_size = part_size_for(request.part_size, db_size)
     if groups:
         return parallel_dump.dump_parallel(
-            request.pg_dump, request.source, request.store, compression, snapshot, base, groups, part_size,
-            progress,
-        )  # fmt: skip
-    command = pg_dump_command(request.pg_dump, request.source, compression, snapshot)
-    dumped = stream_into_store(command, request.source.env, request.store, f"{base}{catalog.DUMP}", part_size)
+            request.pg_dump, source, request.store, compression, snapshot, base, groups, part_size, progress
+        )
+    command = pg_dump_command(request.pg_dump, source, compression, snapshot)
+    dumped = stream_into_store(command, source.env, request.store, f"{base}{catalog.DUMP}", part_size)
     return (DumpFile(dumped.key, dumped.size, dumped.sha256),)
 
 

@@ -121,6 +121,10 @@ class BackupManifest:
     # Which side's database was dumped: "heroku", "standby:<region>" once the standby is live (the chain
     # goes on there), or "url" for a database named on the command line.
     source_side: str = "heroku"
+    # Which server was dumped: the primary, or its follower (then `snapshot_at` is the primary's moment the
+    # follower had replayed, reached after `source_lag_seconds`). Older manifests: the primary.
+    source_role: str = "primary"
+    source_lag_seconds: float = 0.0
     database_size: int = 0  # bytes the source database took (pg_database_size); 0 in older manifests
     dump_format: str = "custom"
     compression: str = "gzip:1"
@@ -155,6 +159,8 @@ class BackupManifest:
             "tables": dict(sorted(self.tables.items())),
             "source": self.source,
             "source_side": self.source_side,
+            "source_role": self.source_role,
+            "source_lag_seconds": self.source_lag_seconds,
             "database_size": self.database_size,
             # Only a parallel backup has the field: the single-stream manifests read as they always have.
             **({"files": [f.to_json() for f in self.files]} if self.files else {}),
@@ -186,6 +192,8 @@ class BackupManifest:
                 tables={str(k): int(v) for k, v in doc["tables"].items()},
                 source=str(doc["source"]),
                 source_side=str(doc.get("source_side", "heroku")),  # manifests from before it was recorded
+                source_role=str(doc.get("source_role", "primary")),
+                source_lag_seconds=float(doc.get("source_lag_seconds", 0.0)),
                 database_size=int(doc.get("database_size", 0)),
                 files=tuple(DumpFile.from_json(f) for f in doc.get("files", ())),
             )

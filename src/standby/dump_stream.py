@@ -5,8 +5,10 @@ A single-stream backup is one of these; a parallel backup (`standby.parallel_dum
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from standby.pg_url import Database
 
 # Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
 EXCLUDED_SCHEMAS: Final = ("_heroku",)
+READ_CHUNK: Final = 1024 * 1024
 
 
 class StreamFailed(StandbyError):
@@ -99,14 +102,53 @@ def stream_into_store(
 def _parts(
     stream: IO[bytes], part_size: int, digest: hashlib._Hash, stop: threading.Event | None
 ) -> Iterator[bytes]:
-    while True:
-        if stop is not None and stop.is_set():
-            raise StreamStopped("stopped: another stream of this backup failed")
-        body = stream.read(part_size)
-        if not body:
-            return
-        digest.update(body)
-        yield body
+    """The stream cut into parts of `part_size`, hashed in order.
+
+    A thread of its own reads the pipe as fast as pg_dump writes (hashing on the way), so pg_dump never
+    waits while a part is written or uploaded; the queue bounds what is held to two parts.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(
+        maxsize=max(2, 2 * part_size // READ_CHUNK)
+    )
+
+    finished = threading.Event()  # the consumer is gone: the reader must not wait on a full queue
+
+    def hand(item: bytes | BaseException | None) -> bool:
+        while not finished.is_set():
+            with contextlib.suppress(queue.Full):
+                chunks.put(item, timeout=0.2)
+                return True
+        return False
+
+    def read() -> None:
+        try:
+            while chunk := stream.read(READ_CHUNK):
+                digest.update(chunk)  # before it is handed on: the caller reads the digest once all is in
+                if not hand(chunk):
+                    return
+            hand(None)
+        except BaseException as exc:  # handed to the consumer (a pipe closed after a failure, say)
+            hand(exc)
+
+    threading.Thread(target=read, name="pg_dump-stdout", daemon=True).start()
+    part = bytearray()
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                raise StreamStopped("stopped: another stream of this backup failed")
+            chunk = chunks.get()
+            if isinstance(chunk, BaseException):
+                raise chunk
+            if chunk is None:
+                break
+            part += chunk
+            if len(part) >= part_size:
+                yield bytes(part)
+                part.clear()
+        if part:
+            yield bytes(part)
+    finally:
+        finished.set()
 
 
 def _drain(stream: IO[bytes]) -> list[bytes]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from standby.errors import SafetyRefusal
 from standby.heroku_api import HerokuClient
@@ -100,6 +101,25 @@ def app_databases(client: HerokuClient, app: str) -> list[HerokuDatabase]:
         if a.get("addon_service", {}).get("name") == SERVICE
     ]  # fmt: skip
     return sorted(found, key=lambda d: (not d.is_primary, d.name))
+
+
+def same_database(url: str | None, other: str | None) -> bool:
+    """Whether two URLs name one database, as the official CLI matches them (scheme, host, port, path):
+    `pg:info`'s `following` carries no credential, DATABASE_URL does."""
+    if not url or not other:
+        return False
+
+    def where(text: str) -> tuple[Any, ...]:
+        parts = urlsplit(text)  # a local socket's folder is in the query (?host=...), a server's is not
+        return (
+            parts.scheme.removesuffix("ql"),
+            parts.hostname,
+            parts.port,
+            parts.path,
+            parts.hostname or parts.query,
+        )
+
+    return where(url) == where(other)
 
 
 def primary_database(databases: list[HerokuDatabase], app: str) -> HerokuDatabase:

@@ -8,9 +8,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from standby import catalog_index, cli, live_side
+from standby import catalog_index, cli, heroku_postgres, live_side
 from standby.backup import BackupRequest, check_compression, check_streams, run_backup, update_index
 from standby.backup_lease import BackupStillRunning, one_backup_at_a_time, over_interval
+from standby.backup_source import DEFAULT_MAX_LAG, Follower
 from standby.catalog import BackupManifest
 from standby.commands.common import StoreContext, add_store_arguments, open_store, say
 from standby.errors import ConfigError, StandbyError
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="data streams dumped at once from the same snapshot: 1 for one dump file, N for a parallel "
         "backup, auto (the default) for parallel from 8 GiB",
     )
+    parser.add_argument(
+        "--follower-max-lag",
+        type=float,
+        default=DEFAULT_MAX_LAG,
+        help="back Heroku's primary up from its follower when the follower reaches the primary's present "
+        "within this many seconds (default %(default)s); 0 always reads the primary",
+    )
     parser.add_argument("--no-metrics", action="store_true", help="do not publish CloudWatch metrics")
     parser.add_argument(
         "--keep-newest",
@@ -71,6 +79,11 @@ def _main(args: argparse.Namespace) -> int:
     if source is None:
         return cli.EXIT_OK
     source_url, side = source
+    follower = (
+        _heroku_follower(context.app, source_url, args.follower_max_lag)
+        if side == "heroku" and not args.source_url and args.follower_max_lag > 0
+        else None
+    )
     request = BackupRequest(
         app=context.app,
         source=parse_database_url(source_url, "source database URL"),
@@ -80,6 +93,7 @@ def _main(args: argparse.Namespace) -> int:
         compression=compression,
         streams=streams,
         source_side=side,
+        follower=follower,
         signer=context.mac,
         index=False,  # rewritten below, once the lease is released
     )
@@ -138,6 +152,22 @@ def _live_source(context: StoreContext, source_url: str | None) -> tuple[str, st
             print(f"not backing up: {context.app} is live in {place}; the schedule there backs it up.")
             return None
     return _heroku_database_url(context.app), "heroku"
+
+
+def _heroku_follower(app: str, primary_url: str, max_lag: float) -> Follower | None:
+    """The follower of the app's primary, when it has one (`heroku pg:info` says whom each follows)."""
+    client = HerokuClient.from_env()
+    try:
+        for database in heroku_postgres.app_databases(client, app):
+            if database.is_primary or not database.url_var:
+                continue
+            about = heroku_postgres.info(client, database)
+            url = client.config_vars(app).get(database.url_var) if about.following else None
+            if url and heroku_postgres.same_database(about.following_url, primary_url):
+                return Follower(parse_database_url(url, f"{database.url_var}"), database.name, max_lag)
+    except StandbyError as exc:  # the primary is still there to read
+        say(f"  followers not looked up ({' '.join(str(exc).split())}): backing up the primary")
+    return None
 
 
 def _heroku_database_url(app: str) -> str:

