@@ -29,10 +29,17 @@ def leader() -> Iterator[tuple[LocalPostgres, str]]:
         yield server, url
 
 
-@pytest.fixture
-def follower(leader: tuple[LocalPostgres, str]) -> Iterator[StreamingFollower]:
+@pytest.fixture(scope="module")
+def streaming(leader: tuple[LocalPostgres, str]) -> Iterator[StreamingFollower]:
     with StreamingFollower(leader[0]) as standby:
         yield standby
+
+
+@pytest.fixture
+def follower(streaming: StreamingFollower) -> Iterator[StreamingFollower]:
+    """The module's follower, replaying again after each test (one pauses it)."""
+    yield streaming
+    streaming.resume()
 
 
 def _order(url: str) -> int:
@@ -123,3 +130,19 @@ def test_a_follower_dump_that_fails_is_taken_again_from_the_primary(
     assert any("conflict with recovery" in line and "from the primary" in line for line in lines)
     failed = list(tmp_path.rglob("failure.json"))
     assert len(failed) == 1  # the follower's attempt is on record, as failed
+
+
+def test_a_database_with_unlogged_tables_is_backed_up_from_the_primary(
+    leader: tuple[LocalPostgres, str], follower: StreamingFollower, tmp_path: Path
+) -> None:
+    """A follower replicates no row of an unlogged table: its dump would silently lack them."""
+    server, _ = leader
+    url = server.create_database("logs")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE UNLOGGED TABLE hits AS SELECT generate_series(1, 5) AS id")
+    lines: list[str] = []
+
+    manifest = _backup(url, follower.url(conninfo_to_dict(url)["dbname"]), tmp_path, lines=lines)
+
+    assert manifest.source_role == "primary" and manifest.tables["public.hits"] == 5
+    assert "the primary has 1 unlogged table(s), which no follower holds" in lines[0]

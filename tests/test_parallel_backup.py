@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -56,12 +57,35 @@ def _fingerprint(url: str) -> dict[str, Any]:
     return found  # fmt: skip
 
 
-@pytest.fixture
-def source_url(pg_server: LocalPostgres, pagila_template: str) -> str:
+def _odd_pagila(pg_server: LocalPostgres, pagila_template: str) -> str:
     url = pg_server.create_database("heroku", template=pagila_template)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(ODD.encode())
     return url
+
+
+@pytest.fixture
+def source_url(pg_server: LocalPostgres, pagila_template: str) -> str:
+    return _odd_pagila(pg_server, pagila_template)
+
+
+@pytest.fixture(scope="module")
+def backed_up(
+    pg_server: LocalPostgres, pagila_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, BackupManifest]:
+    """One parallel backup of the module's source; each test damages its own copy of the store."""
+    url = _odd_pagila(pg_server, pagila_template)
+    root = tmp_path_factory.mktemp("parallel-store")
+    return url, root, _backup(url, LocalStore(root))
+
+
+@pytest.fixture
+def parallel_backup(
+    backed_up: tuple[str, Path, BackupManifest], tmp_path: Path
+) -> tuple[LocalStore, BackupManifest]:
+    _, root, manifest = backed_up
+    shutil.copytree(root, tmp_path / "store")
+    return LocalStore(tmp_path / "store"), manifest
 
 
 def _backup(url: str, store: Any, streams: int | None = 3) -> BackupManifest:
@@ -75,10 +99,12 @@ def _restore(store: LocalStore, target: str) -> int:
 
 
 def test_a_parallel_backup_restores_to_the_same_rows_sequences_and_large_objects(
-    pg_server: LocalPostgres, source_url: str, tmp_path: Path
+    pg_server: LocalPostgres,
+    backed_up: tuple[str, Path, BackupManifest],
+    parallel_backup: tuple[LocalStore, BackupManifest],
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    manifest = _backup(source_url, store)
+    source_url = backed_up[0]
+    store, manifest = parallel_backup
 
     folder = manifest.dump_key.rsplit("/", 1)[0] + "/"
     assert manifest.parallel and manifest.dump_key == folder + SCHEMA
@@ -130,12 +156,6 @@ def test_every_stream_is_the_same_snapshot_while_writes_go_on(
         assert conn.execute("SELECT count(*) FROM rental").fetchone() == (manifest.tables["public.rental"],)
     with psycopg.connect(source_url) as conn:
         assert conn.execute("SELECT count(*) FROM rental").fetchone()[0] > manifest.tables["public.rental"]  # type: ignore[index]
-
-
-@pytest.fixture
-def parallel_backup(source_url: str, tmp_path: Path) -> tuple[LocalStore, BackupManifest]:
-    store = LocalStore(tmp_path / "store")
-    return store, _backup(source_url, store)
 
 
 def _damage(path: Path) -> None:

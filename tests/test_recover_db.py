@@ -222,7 +222,7 @@ def test_a_parallel_backup_is_refused_before_anything_changes(scene: Scene) -> N
     run = _recover(scene, "from-backup", "--backup", backup.backup_id)
 
     assert run.code == 3, run.output
-    assert "is a parallel backup (3 files)" in run.output and "--streams 1" in run.output
+    assert "is a parallel backup (3 files)" in run.output and "FILES 1" in run.output
     assert _changes(scene) == []
 
 

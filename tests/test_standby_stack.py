@@ -477,6 +477,22 @@ def test_the_backup_tasks_reach_only_https_and_postgresql(pulumi_mocks: Recordin
     assert group_id in database.inputs["ingress"][0]["securityGroups"]  # it dumps the standby once live
 
 
+def test_the_backup_task_has_two_cores_and_takes_the_configured_streams(pulumi_mocks: RecordingMocks) -> None:
+    """Two cores compress two streams of a large database at once; backupStreams: 1 keeps one file."""
+    run_standby(
+        pulumi_mocks, {"standby:herokuApiKey": "heroku-key-not-for-logs", "standby:backupStreams": "1"}
+    )
+    tasks = [
+        t
+        for t in pulumi_mocks.of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if t.inputs["family"] == f"{APP}-backup"
+    ]
+    assert tasks and {(t.inputs["cpu"], t.inputs["memory"]) for t in tasks} == {("2048", "4096")}
+    for task in tasks:
+        (container,) = json.loads(task.inputs["containerDefinitions"])
+        assert container["command"] == ["--app", APP, "--streams", "1"]
+
+
 def test_the_operator_role_trusts_the_configured_principals_or_the_account_with_mfa(
     pulumi_mocks: RecordingMocks,
 ) -> None:

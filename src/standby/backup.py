@@ -27,6 +27,7 @@ from standby.catalog import BackupManifest, DumpFile, files_digest
 from standby.dump_stream import (
     EXCLUDED_SCHEMAS,
     StreamFailed,
+    StreamStopped,
     part_size_for,
     pg_dump_command,
     stream_into_store,
@@ -43,7 +44,7 @@ DEFAULT_PART_SIZE: Final = 16 * MIB
 # Tables whose rows pg_dump writes: ordinary tables and partitions, minus extension members and the
 # schemas we exclude. Partitioned parents hold no rows of their own; counting them would count twice.
 TABLES_SQL: Final = """
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname, pg_table_size(c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname <> ALL(%s)
@@ -198,7 +199,9 @@ def _take(request: BackupRequest, follower: Follower | None, progress: Progress)
         if failure is None:
             raise
         _record_failure(request, base, backup_id, started, failure.phase, failure.reason)
-        failure.from_follower = source is not None and source.role == FOLLOWER
+        # Only what the follower itself said (a recovery conflict, a pg_dump error) is worth the primary's try.
+        read_error = isinstance(exc, psycopg.Error | StreamFailed) and not isinstance(exc, StreamStopped)
+        failure.from_follower = read_error and source is not None and source.role == FOLLOWER
         raise failure from None
     return manifest
 
@@ -236,10 +239,12 @@ def _stream_groups(
     streams = parallel_dump.choose_streams(request.streams, db_size)
     if streams < 2:
         return []
-    tables = [(str(s), str(t)) for s, t in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)]).fetchall()]
-    groups = parallel_dump.plan_streams(parallel_dump.table_sizes(conn, tables), streams)
+    sizes = {
+        (str(s), str(t)): int(size or 0) for s, t, size in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)])
+    }
+    groups = parallel_dump.plan_streams(sizes, streams)
     if len(groups) < 2:
-        progress(f"{len(tables)} table(s) make one data stream: dumping a single stream instead")
+        progress(f"{len(sizes)} table(s) make one data stream: dumping a single stream instead")
         return []
     return groups
 
@@ -274,7 +279,7 @@ def _count_in_snapshot(source: Database, snapshot: str) -> dict[str, int]:
 def count_rows(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
     """Rows of every dumped table, as seen by the connection's current transaction."""
     counts: dict[str, int] = {}
-    for schema, table in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)]).fetchall():
+    for schema, table, _ in conn.execute(TABLES_SQL, [list(EXCLUDED_SCHEMAS)]).fetchall():
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         row = conn.execute(query).fetchone()
         counts[f"{schema}.{table}"] = int(row[0]) if row else 0

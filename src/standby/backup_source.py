@@ -51,8 +51,12 @@ PRIMARY: Final = "primary"
 FOLLOWER: Final = "follower"
 
 
-def primary_position(primary: Database) -> tuple[datetime, str]:
-    """The primary's present, and the WAL position a follower that replayed it holds all of it at.
+UNLOGGED_SQL: Final = "SELECT count(*) FROM pg_class WHERE relpersistence = 'u' AND relkind = 'r'"
+
+
+def primary_position(primary: Database) -> tuple[datetime, str, int]:
+    """The primary's present, the WAL position a follower that replayed it holds all of it at, and the
+    number of its unlogged tables (their rows are never replicated).
 
     The insert position, not the flushed one: an asynchronous commit is visible before its WAL is flushed.
     The transaction takes an id so that its commit, after that position, is a commit record the WAL writer
@@ -62,8 +66,9 @@ def primary_position(primary: Database) -> tuple[datetime, str]:
     with primary.connect(connect_timeout=15) as conn:
         row = conn.execute("SELECT now(), pg_current_wal_insert_lsn()::text, pg_current_xact_id()").fetchone()
         conn.commit()
-    assert row is not None
-    return row[0], str(row[1])
+        unlogged = conn.execute(UNLOGGED_SQL).fetchone()
+    assert row is not None and unlogged is not None
+    return row[0], str(row[1]), int(unlogged[0])
 
 
 def choose_source(primary: Database, follower: Follower | None) -> Source:
@@ -73,7 +78,13 @@ def choose_source(primary: Database, follower: Follower | None) -> Source:
     """
     if follower is None:
         return Source(primary, PRIMARY)
-    moment, position = primary_position(primary)
+    moment, position, unlogged = primary_position(primary)
+    if unlogged:  # a follower has no rows of an unlogged table: its dump would lack them
+        return Source(
+            primary,
+            PRIMARY,
+            passed_over=f"the primary has {unlogged} unlogged table(s), which no follower holds",
+        )
     started = time.monotonic()
     try:
         with follower.database.connect(connect_timeout=15, autocommit=True) as conn:

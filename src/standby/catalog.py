@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from standby.backup_store import BackupStore
 
 MANIFEST_FORMAT: Final = 1
+# A parallel backup's manifest: a reader from before parallel backups asks for an upgrade rather than
+# reading its schema file as a whole dump.
+PARALLEL_FORMAT: Final = 2
 DUMP: Final = "dump"
 SCHEMA: Final = "schema"  # a parallel backup's schema archive (pre- and post-data)
 DATA: Final = "data-"  # a parallel backup's data streams: data-1, data-2, ...
@@ -143,7 +146,7 @@ class BackupManifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": self.format,
+            "format": PARALLEL_FORMAT if self.files else self.format,
             "backup_id": self.backup_id,
             "app": self.app,
             "dump_key": self.dump_key,
@@ -170,10 +173,12 @@ class BackupManifest:
     def from_json(cls, doc: Any) -> BackupManifest:
         if not isinstance(doc, dict):
             raise ManifestError("the manifest is not a JSON object.")
-        if doc.get("format") != MANIFEST_FORMAT:
+        if doc.get("format") not in (MANIFEST_FORMAT, PARALLEL_FORMAT) or (
+            (doc.get("format") == PARALLEL_FORMAT) != bool(doc.get("files"))
+        ):
             raise ManifestError(
-                f"manifest format {doc.get('format')!r} is not one this standby reads ({MANIFEST_FORMAT}). "
-                "Upgrade standby, or choose another backup."
+                f"manifest format {doc.get('format')!r} is not one this standby reads ({MANIFEST_FORMAT}, or "
+                f"{PARALLEL_FORMAT} with its files). Upgrade standby, or choose another backup."
             )
         try:
             return cls(

@@ -136,7 +136,10 @@ def _parts(
         while True:
             if stop is not None and stop.is_set():
                 raise StreamStopped("stopped: another stream of this backup failed")
-            chunk = chunks.get()
+            try:
+                chunk = chunks.get(timeout=0.5)  # a quiet pg_dump must not keep a stop from being seen
+            except queue.Empty:
+                continue
             if isinstance(chunk, BaseException):
                 raise chunk
             if chunk is None:

@@ -30,6 +30,7 @@ class DumpTransfer:
         self._copy = local is None
         self._available = 0
         self._done = False
+        self._cancelled = threading.Event()
         self._error: Exception | None = None
         self._cond = threading.Condition()
         self.sha256 = ""
@@ -48,6 +49,8 @@ class DumpTransfer:
             out: IO[bytes] | None = self.path.open("wb") if self._copy else None
             try:
                 for chunk in self._store.read_stream(self._key):
+                    if self._cancelled.is_set():
+                        raise StoreError(f"reading {self._key} was cancelled")
                     digest.update(chunk)
                     if out is not None:
                         out.write(chunk)
@@ -70,6 +73,10 @@ class DumpTransfer:
             with self._cond:
                 self._error, self._done = error, True
                 self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Stop downloading (the restore was refused): the next chunk ends the transfer."""
+        self._cancelled.set()
 
     def wait_for(self, offset: int) -> int:
         """Block until more than `offset` bytes are there, or the transfer ended; return what is there."""

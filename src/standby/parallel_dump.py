@@ -14,13 +14,13 @@ The files, each uploaded as it is written (docs/backups.md, "Parallel backups"):
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, Final
-
-import psycopg
+from pathlib import Path
+from typing import Final
 
 from standby.backup_store import BackupStore
 from standby.catalog import DATA, SCHEMA, DumpFile, Section
@@ -40,9 +40,21 @@ def choose_streams(requested: int | None, database_bytes: int, cpus: int | None 
     """Data streams for a backup: `requested` when given (1 = a single-stream dump), else by size."""
     if requested is not None:
         return max(1, requested)
-    if database_bytes < PARALLEL_FROM:
-        return 1
-    return min(MAX_STREAMS, max(2, cpus or os.cpu_count() or 2))
+    cores = cpus or available_cpus()
+    if database_bytes < PARALLEL_FROM or cores < 2:
+        return 1  # one core compresses one stream: more streams would only share it
+    return min(MAX_STREAMS, cores)
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: a container's CPU quota (ECS sets one), else the machine's."""
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def choose_compression(pg_dump: PgTool) -> str:
@@ -67,19 +79,6 @@ def plan_streams(sizes: Mapping[Table, int], streams: int, max_named: int = MAX_
         groups[lightest].append(table)
         loads[lightest] += size
     return [groups[0]] + [group for group in groups[1:] if group]
-
-
-TABLE_SIZES_SQL: Final = "SELECT pg_table_size(%s::regclass)"
-
-
-def table_sizes(conn: psycopg.Connection[tuple[Any, ...]], tables: list[Table]) -> dict[Table, int]:
-    """Each table's bytes on disk, its TOAST included: what its stream has to read."""
-    sizes = {}
-    for schema, table in tables:
-        quoted = f"{_quoted(schema)}.{_quoted(table)}"
-        row = conn.execute(TABLE_SIZES_SQL, [quoted]).fetchone()
-        sizes[(schema, table)] = int(row[0]) if row and row[0] is not None else 0
-    return sizes
 
 
 def _quoted(name: str) -> str:
@@ -123,9 +122,10 @@ def dump_parallel(
 
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="dump-stream") as pool:
         futures = [pool.submit(run, name, selection) for name, _, _, selection in jobs]
-        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        if pending:
-            stop.set()  # one failed: the others stop at their next part instead of dumping for nothing
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            stop.set()  # one failed (or we were interrupted): the others stop instead of dumping for nothing
         wait(futures)
     _raise_first(futures)
     return tuple(

@@ -36,7 +36,7 @@ from standby.catalog import BackupManifest, CatalogEntry, DumpFile, Section, dum
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
 from standby.loader_role import LoaderRole, Owner, drop_role, leftover_roles
-from standby.pg_tools import PgTool, PgVersion, require_at_least
+from standby.pg_tools import PgTool, PgVersion, ToolVersionError, require_at_least, supports_compression
 from standby.pg_url import Database
 
 RESTORING: Final = "__restoring_"
@@ -240,6 +240,7 @@ def execute_restore(
         PgVersion.parse(manifest.pg_dump_version),
         f"an archive written by pg_dump {manifest.pg_dump_version}",
     )
+    require_decompression(request.pg_restore, manifest)
     problem = dump_problem(request.store, manifest)  # one look per file before any work
     if problem:
         raise DumpRefused(
@@ -286,6 +287,8 @@ def execute_restore(
                 _sanity(new_db, request.sanity_sql)
             role.hand_over(request.server, plan.new_database, request.owner)
         except BaseException:
+            for transfer in transfers:  # a refused restore must not keep downloading beside the next one
+                transfer.cancel()
             for loader in loaders:
                 if loader.poll() is None:
                     loader.kill()
@@ -350,6 +353,20 @@ def verify_transfer(transfer: DumpTransfer, file: DumpFile, manifest: BackupMani
             f"{what}{backup} does not match its manifest's sha256: it was altered "
             "after the backup. Restore another backup (`--backup ID`) and investigate the bucket."
         )
+
+
+def require_decompression(pg_restore: PgTool, manifest: BackupManifest) -> None:
+    """Refuse, before anything is downloaded, a restore whose pg_restore cannot read the archive's
+    compression (zstd and lz4 are build options); its pg_dump, beside it and of the same build, tells."""
+    method = manifest.compression.partition(":")[0]
+    sibling = pg_restore.path.with_name("pg_dump")
+    if method not in ("zstd", "lz4") or not sibling.exists():
+        return
+    if not supports_compression(PgTool(sibling, pg_restore.version), method):
+        raise ToolVersionError(
+            [f"backup {manifest.backup_id} is compressed with {method}, and {pg_restore.path} was built without it. "
+             "Use a PostgreSQL 16+ build with it (Debian's and the standby image's have it): --pg-bin DIR."]
+        )  # fmt: skip
 
 
 def verify_counts(database: Database, expected: dict[str, int]) -> None:

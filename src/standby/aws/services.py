@@ -53,6 +53,7 @@ class ServicesArgs:
     hosted_zone_id: pulumi.Input[str]
     domains: list[str]
     heroku_api_key: pulumi.Input[str] | None = None
+    backup_streams: int | None = None  # `backup.py run --streams`; None: chosen by the database's size
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -174,8 +175,9 @@ class StandbyServices(pulumi.ComponentResource):
             family=f"{args.app}-backup",
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
-            cpu="1024",
-            memory="2048",
+            # Two cores: a large database is dumped in two compressed streams at once (docs/backups.md).
+            cpu="2048",
+            memory="4096",
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.backup_role.arn,
             container_definitions=pulumi.Output.json_dumps(
@@ -184,7 +186,11 @@ class StandbyServices(pulumi.ComponentResource):
                         "name": "backup",
                         "image": args.backup_image,
                         "essential": True,
-                        "command": ["--app", args.app],
+                        "command": [
+                            "--app",
+                            args.app,
+                            *(["--streams", str(args.backup_streams)] if args.backup_streams else []),
+                        ],
                         "environment": [
                             {"name": "STANDBY_APP", "value": args.app},
                             {"name": "AWS_REGION", "value": args.region},

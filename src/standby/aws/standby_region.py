@@ -126,6 +126,7 @@ class StandbyRegion(pulumi.ComponentResource):
                 hosted_zone_id=args.hosted_zone_id,
                 domains=[d.hostname for d in args.domains],
                 heroku_api_key=pulumi.Output.secret(heroku_key) if heroku_key else None,
+                backup_streams=config.backup_streams,
             ),
             opts=child,
         )

@@ -314,6 +314,9 @@ class StandbyConfig(ConfigModel):
     dns: DnsMode = DnsMode.RECORD
     health_check_path: Annotated[str, _pattern(r"/\S*", "an absolute URL path such as /health")] = "/health"
     backup_interval_minutes: int = Field(default=15, ge=5, le=1440)
+    # Data streams of the scheduled backups (`backup.py run --streams`); None: one below 8 GiB, parallel
+    # above. 1 keeps every backup one file, which Heroku's pg:backups:restore (recover_db from-backup) takes.
+    backup_streams: int | None = Field(default=None, ge=1, le=16)
     rpo_minutes: int = Field(default=15, ge=5, le=1440)
     rto_minutes: int = Field(default=15, ge=5, le=1440)
     backup_retention_days: int = Field(default=35, ge=1, le=3650)

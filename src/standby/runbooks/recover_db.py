@@ -204,8 +204,9 @@ class Preflight(RecoveryStep):
         if manifest.parallel:
             raise SafetyRefusal(
                 f"backup {manifest.backup_id} is a parallel backup ({len(manifest.files)} files), and Heroku's "
-                "pg:backups:restore takes one dump file. Choose a single-stream backup (`python scripts/backup.py "
-                "list` shows each one's files; `backup.py run --streams 1` takes one), or recover with rollback."
+                "pg:backups:restore takes one dump file. Choose a single-stream backup from before the damage "
+                "(`python scripts/backup.py list`: FILES 1), or recover with point-in-time. Schedule `--streams 1` "
+                "(docs/backups.md) to keep backups Heroku can restore."
             )
         facts.update(backup_id=manifest.backup_id)
         return facts, [
