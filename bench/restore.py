@@ -5,6 +5,7 @@
     python bench/restore.py --size-gb 1 --rounds 3     # the bar: median of three at ~1 GB
     python bench/restore.py --size-gb 1 3 10 --rounds 1 # the cost curve
     python bench/restore.py --size-gb 0.1 --rounds 1    # a quick look
+    python bench/restore.py --size-gb 1 --folder        # ours from a local folder, as the baseline reads
 
 For each size: fills a database, backs it up twice into moto's S3 on loopback (one stream, and
 parallel with --streams data streams, at the same compression), downloads the one-stream dump once for
@@ -15,6 +16,8 @@ the baseline, then, round after round on fresh databases, alternating:
   table's row count with ANALYZE beside it, the switch);
 - ours: `scripts/restore.py` of the parallel backup (every data file loading at once as it arrives,
   each file checked, then the same).
+With --folder, ours reads the backups from a local folder (a copy of the bucket) instead of moto's S3:
+moto serves every byte from Python on the same two cores, which real S3 does not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -48,6 +52,7 @@ def main() -> int:
     parser.add_argument(
         "--streams", type=int, default=os.cpu_count() or 2, help="data streams of the parallel backup"
     )
+    parser.add_argument("--folder", action="store_true", help="ours from a local copy of the bucket")
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     curve = []
@@ -68,13 +73,18 @@ def main() -> int:
             _drop(server, source)
             dump = Path(scratch) / "dump"
             boto3.client("s3").download_file("bench", backups["one"].dump_key, str(dump))
-            samples, phases = _measure(server, dump, backups, Path(scratch), cores, args.rounds)
+            store = ["--bucket", "bench"]
+            if args.folder:
+                store = ["--folder", str(_mirror(Path(scratch) / "store"))]
+            samples, phases = _measure(server, dump, backups, Path(scratch), cores, args.rounds, store)
             dump.unlink()
+            shutil.rmtree(Path(scratch) / "store", ignore_errors=True)
             curve.append((size, backups, samples, phases))
             for manifest in backups.values():  # moto keeps them in memory
                 for file in manifest.dump_files():
                     boto3.client("s3").delete_object(Bucket="bench", Key=file.key)
-    print(f"\n--compress={args.compress}, {cores} cores, median of {args.rounds}")
+    where = "a local folder" if args.folder else "moto's S3"
+    print(f"\n--compress={args.compress}, {cores} cores, median of {args.rounds}, ours from {where}")
     print(
         f"| database | dump | raw pg_restore -j {cores} s (s/GB) | ours, one stream s (s/GB) | ratio | "
         f"ours, {args.streams} streams s (s/GB) | ratio | parallel / one stream | peak memory: one / parallel |"
@@ -95,8 +105,24 @@ def main() -> int:
     return 0
 
 
+def _mirror(folder: Path) -> Path:
+    """The bucket's objects as files under `folder`, keyed alike: a LocalStore of the same backups."""
+    s3 = boto3.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
+        for item in page.get("Contents", []):
+            (folder / item["Key"]).parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file("bench", item["Key"], str(folder / item["Key"]))
+    return folder
+
+
 def _measure(
-    server: LocalPostgres, dump: Path, backups: dict, scratch: Path, cores: int, rounds: int
+    server: LocalPostgres,
+    dump: Path,
+    backups: dict,
+    scratch: Path,
+    cores: int,
+    rounds: int,
+    store: list[str],
 ) -> tuple[Samples, dict[str, dict[str, float]]]:
     samples, phases = Samples(), {}
     for _ in range(rounds):
@@ -122,8 +148,7 @@ def _measure(
                         str(ROOT / "scripts" / "restore.py"),
                         "--app",
                         "bench",
-                        "--bucket",
-                        "bench",
+                        *store,
                         "--backup",
                         manifest.backup_id,
                         "--target-url",

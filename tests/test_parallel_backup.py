@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -17,7 +18,7 @@ from standby.catalog import DATA, SCHEMA, BackupManifest, ManifestError, Section
 from standby.catalog_index import read_catalog
 from standby.commands import restore
 from standby.local.postgres import LocalPostgres
-from standby.parallel_dump import GIB, PARALLEL_FROM, choose_streams, plan_streams
+from standby.parallel_dump import GIB, PARALLEL_FROM, available_cpus, choose_streams, plan_streams
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 
@@ -110,6 +111,9 @@ def test_a_parallel_backup_restores_to_the_same_rows_sequences_and_large_objects
     assert manifest.parallel and manifest.dump_key == folder + SCHEMA
     assert [f.key for f in manifest.files] == [folder + SCHEMA, *(f"{folder}{DATA}{n}" for n in (1, 2, 3))]
     assert manifest.size == sum(f.size for f in manifest.files)
+    assert manifest.to_json()["format"] == 2  # a standby from before parallel backups asks for an upgrade
+    with pytest.raises(ManifestError, match="Upgrade standby"):
+        BackupManifest.from_json({**manifest.to_json(), "format": 1})  # files under the old format: altered
     named = [t for f in manifest.files for t in f.tables]
     assert sorted(named) == sorted(manifest.tables) and len(set(named)) == len(named)  # each table once
     assert manifest.tables['Odd *.a.b "c"'] == 500
@@ -248,12 +252,18 @@ def test_streams_are_planned_largest_first_into_the_lightest() -> None:
     assert plan_streams({("public", "only"): 10}, 4) == [[("public", "only")]]  # no empty stream
 
 
-def test_the_layout_is_chosen_by_size_and_can_be_forced() -> None:
+def test_the_layout_is_chosen_by_size_and_cores_and_can_be_forced(tmp_path: Path) -> None:
     assert choose_streams(None, PARALLEL_FROM - 1, cpus=8) == 1
     assert choose_streams(None, PARALLEL_FROM, cpus=8) == 4
-    assert choose_streams(None, 100 * GIB, cpus=1) == 2
+    assert choose_streams(None, PARALLEL_FROM, cpus=2) == 2
+    assert choose_streams(None, 100 * GIB, cpus=1) == 1  # one core compresses one stream at a time
     assert choose_streams(1, 100 * GIB) == 1
     assert choose_streams(3, 1) == 3
+    quota = tmp_path / "cpu.max"
+    quota.write_text("200000 100000\n")  # what ECS sets for two vCPU, whatever the host has
+    assert available_cpus(quota) == 2
+    quota.write_text("max 100000\n")  # no quota: the cores this process may run on
+    assert available_cpus(quota) == len(os.sched_getaffinity(0))
 
 
 def test_a_database_of_one_table_makes_a_single_stream_backup(
