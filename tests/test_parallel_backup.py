@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -111,7 +112,8 @@ def test_a_parallel_backup_restores_to_the_same_rows_sequences_and_large_objects
     assert manifest.parallel and manifest.dump_key == folder + SCHEMA
     assert [f.key for f in manifest.files] == [folder + SCHEMA, *(f"{folder}{DATA}{n}" for n in (1, 2, 3))]
     assert manifest.size == sum(f.size for f in manifest.files)
-    assert manifest.to_json()["format"] == 2  # a standby from before parallel backups asks for an upgrade
+    stored = json.loads((store.root / folder / "manifest.json").read_text())
+    assert stored["format"] == 2  # a standby from before parallel backups asks for an upgrade
     with pytest.raises(ManifestError, match="Upgrade standby"):
         BackupManifest.from_json({**manifest.to_json(), "format": 1})  # files under the old format: altered
     named = [t for f in manifest.files for t in f.tables]

@@ -196,14 +196,24 @@ def _take(request: BackupRequest, follower: Follower | None, progress: Progress)
         )
     except Exception as exc:
         failure = _as_failure(exc, phase)
-        if failure is None:
+        if failure is None and phase in BEFORE_THE_DUMP:
             raise
+        if failure is None:  # files may be in the store already: whatever stopped the run is on record
+            failure = BackupFailed(phase, _first_line(exc))
         _record_failure(request, base, backup_id, started, failure.phase, failure.reason)
         # Only what the follower itself said (a recovery conflict, a pg_dump error) is worth the primary's try.
         read_error = isinstance(exc, psycopg.Error | StreamFailed) and not isinstance(exc, StreamStopped)
         failure.from_follower = read_error and source is not None and source.role == FOLLOWER
         raise failure from None
     return manifest
+
+
+BEFORE_THE_DUMP: Final = (
+    "connecting to the source database",
+    "exporting the snapshot",
+    "checking pg_dump",
+    "planning the dump",
+)
 
 
 def _as_failure(exc: Exception, phase: str) -> BackupFailed | None:

@@ -74,11 +74,16 @@ def primary_position(primary: Database) -> tuple[datetime, str, int]:
 def choose_source(primary: Database, follower: Follower | None) -> Source:
     """The follower, caught up to the primary's present, or the primary with the reason.
 
-    Raises psycopg.Error when the primary does not answer: nothing can date a follower's data then.
+    A primary whose position cannot be read (it does not answer, or is itself in recovery) leaves the
+    backup to the primary, which fails at its own connection if it is really gone.
     """
     if follower is None:
         return Source(primary, PRIMARY)
-    moment, position, unlogged = primary_position(primary)
+    try:
+        moment, position, unlogged = primary_position(primary)
+    except psycopg.Error as exc:  # a primary that does not answer fails at the dump's own connection
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return Source(primary, PRIMARY, passed_over=f"the primary's WAL position is unreadable ({first})")
     if unlogged:  # a follower has no rows of an unlogged table: its dump would lack them
         return Source(
             primary,
@@ -88,6 +93,7 @@ def choose_source(primary: Database, follower: Follower | None) -> Source:
     started = time.monotonic()
     try:
         with follower.database.connect(connect_timeout=15, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '5s'")  # a follower that hangs must not outlast the bound
             poll = Poll(1.0)
             while True:
                 replaying, caught_up = conn.execute(REPLAYED_SQL, [position]).fetchone() or (False, False)
@@ -99,7 +105,7 @@ def choose_source(primary: Database, follower: Follower | None) -> Source:
                     return Source(follower.database, FOLLOWER, moment, round(time.monotonic() - started, 2))
                 if time.monotonic() - started > follower.max_lag:
                     return Source(primary, PRIMARY, passed_over=(
-                        f"{follower.name} did not reach the primary's position within {follower.max_lag:.0f} s"
+                        f"{follower.name} did not reach the primary's position within {follower.max_lag:g} s"
                     ))  # fmt: skip
                 poll.pause()
     except psycopg.Error as exc:

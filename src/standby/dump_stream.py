@@ -11,7 +11,7 @@ import os
 import queue
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import IO, Final
 
@@ -86,7 +86,9 @@ def stream_into_store(
     errors = _drain(process.stderr)
     digest = hashlib.sha256()
     try:
-        size = store.write_stream(key, _parts(process.stdout, part_size, digest, stop))
+        # Closed whatever happens: a store that gives up midway must not leave the reader thread waiting.
+        with contextlib.closing(_parts(process.stdout, part_size, digest, stop)) as parts:
+            size = store.write_stream(key, parts)
     except BaseException:
         process.kill()
         process.wait()
@@ -101,7 +103,7 @@ def stream_into_store(
 
 def _parts(
     stream: IO[bytes], part_size: int, digest: hashlib._Hash, stop: threading.Event | None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The stream cut into parts of `part_size`, hashed in order.
 
     A thread of its own reads the pipe as fast as pg_dump writes (hashing on the way), so pg_dump never

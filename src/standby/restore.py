@@ -251,13 +251,15 @@ def execute_restore(
         progress(
             f"streaming {manifest.size / 1e6:.1f} MB in {len(files)} file(s) from {request.store.describe()}"
         )
-        # Every file downloads from the start, beside the others: the data streams are on disk, or on
-        # their way, by the time the schema is in.
-        transfers = [DumpTransfer(request.store, f.key, Path(scratch)).start() for f in files]
         start = time.perf_counter()
+        transfers: list[DumpTransfer] = []
         loaders: list[subprocess.Popen[bytes]] = []
         role: LoaderRole | None = None
         try:
+            # Every file downloads from the start, beside the others: the data streams are on disk, or on
+            # their way, by the time the schema is in.
+            for file in files:
+                transfers.append(DumpTransfer(request.store, file.key, Path(scratch)).start())
             with phase("read_toc", "reading the archive's table of contents"):
                 toc = Path(scratch) / "toc.list"
                 toc.write_text(_restore_list(request.pg_restore, transfers[0], files[0], manifest))
