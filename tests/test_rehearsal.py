@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,18 @@ def test_interrupting_the_rehearsal_leaves_no_process_or_folder_behind(tmp_path:
             break  # everything is up: PostgreSQL, moto, the fake Heroku API, the web app
     assert any("the scheduled backup runs" in line for line in seen), "".join(seen)
     children = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+    # Keep reading what it says: a full pipe would block the rehearsal (and its children) mid-write.
+    rest: list[str] = []
+    reader = threading.Thread(target=lambda: rest.extend(process.stdout or []), daemon=True)
+    reader.start()
 
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the rehearsal did not stop within 60 s of Ctrl-C; it said:\n" + "".join(rest[-40:]))
+    reader.join(timeout=10)
 
     assert [
         p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
