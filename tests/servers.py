@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +115,29 @@ def free_port() -> int:
 
 def iter_lines(text: str) -> Iterator[str]:
     yield from (line for line in text.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def writes_going_on(url: str) -> Iterator[list[int]]:
+    """A writer adding a rental and an actor (tables a backup counts) in a loop until the block ends;
+    the list holds how many pairs it wrote so far. It has written some before the block starts."""
+    stop, written = threading.Event(), [0]
+
+    def keep_writing() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "INSERT INTO rental (rental_date, inventory_id, customer_id, staff_id) VALUES (now(), 1, 1, 1)"
+                )
+                conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('New', 'Actor')")
+                written[0] += 1
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        while written[0] < 20:
+            time.sleep(0.01)
+        yield written
+    finally:
+        stop.set()
+        writer.join()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from standby.local.postgres import LocalPostgres
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
-from tests.servers import CuttableProxy, count_tables, run_script
+from tests.servers import CuttableProxy, count_tables, run_script, writes_going_on
 
 APP = "acme-shop"
 TOKEN = "heroku-token-not-for-logs"
@@ -132,29 +131,10 @@ def test_a_backup_of_pagila_has_the_sources_counts_and_restores_with_them(
 def test_writes_during_the_backup_do_not_break_the_agreement_of_counts_and_dump(
     pg_server: LocalPostgres, pagila_url: str, tmp_path: Path
 ) -> None:
-    stop = threading.Event()
-    written = [0]
-
-    def keep_writing() -> None:
-        with psycopg.connect(pagila_url, autocommit=True) as conn:
-            while not stop.is_set():
-                conn.execute(
-                    "INSERT INTO rental (rental_date, inventory_id, customer_id, staff_id) VALUES (now(), 1, 1, 1)"
-                )
-                conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('New', 'Actor')")
-                written[0] += 1
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    try:
-        while written[0] < 20:
-            time.sleep(0.01)
+    with writes_going_on(pagila_url) as written:
         before = written[0]
         manifest = run_backup(_request(pagila_url, tmp_path / "store"))
         during = written[0] - before
-    finally:
-        stop.set()
-        writer.join()
 
     assert during > 0, "the writer must have been writing while the backup ran"
     target = pg_server.create_database("restored")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from standby.local.postgres import LocalPostgres
 from standby.parallel_dump import GIB, PARALLEL_FROM, available_cpus, choose_streams, plan_streams
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
+from tests.servers import writes_going_on
 
 APP = "acme-shop"
 
@@ -130,28 +130,12 @@ def test_every_stream_is_the_same_snapshot_while_writes_go_on(
 ) -> None:
     """Rows go into tables of different streams all along: each stream holds exactly what the counts
     saw (the restore compares every table's rows), and the source moved on past it."""
-    store, stop, written = LocalStore(tmp_path / "store"), threading.Event(), [0]
+    store = LocalStore(tmp_path / "store")
 
-    def keep_writing() -> None:
-        with psycopg.connect(source_url, autocommit=True) as conn:
-            while not stop.is_set():
-                conn.execute(
-                    "INSERT INTO rental (rental_date, inventory_id, customer_id, staff_id) VALUES (now(), 1, 1, 1)"
-                )
-                conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('New', 'Actor')")
-                written[0] += 1
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    try:
-        while written[0] < 20:
-            time.sleep(0.01)
+    with writes_going_on(source_url) as written:
         before = written[0]
         manifest = _backup(source_url, store)
         during = written[0] - before
-    finally:
-        stop.set()
-        writer.join()
 
     assert during > 0, "the writer must have been writing while the backup ran"
     streams = {t: f.key for f in manifest.files for t in f.tables}
