@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from standby.local.heroku_fake import FakeApp, HerokuFake
 from standby.local.moto_server import moto_server
 from standby.local.postgres import LocalPostgres
 from standby.local.standby_side import LocalStandby
-from standby.local.standby_world import WorldSpec, build_standby_world, replicate_backups
+from standby.local.standby_world import WorldSpec, build_standby_world, replicate_backups, warm_up
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
@@ -199,6 +200,8 @@ def _start_world(
 ) -> World:
     say("starting: PostgreSQL, moto's AWS, the fake Heroku API, the standby's web app ...")
     aws = stack.enter_context(moto_server(REGIONS["standby"]))
+    # moto's first calls cost seconds of loading: paid while PostgreSQL starts and the sample loads.
+    warming = stack.enter_context(ThreadPoolExecutor(1, "warm-up")).submit(warm_up, REGIONS["standby"])
     postgres = stack.enter_context(LocalPostgres(parent=workdir))
     heroku_db = postgres.create_database("heroku")
     say(f"loading the sample app (pagila, {rentals} rentals) into Heroku's database ...")
@@ -224,6 +227,7 @@ def _start_world(
         app_settings=settings,
         ai=ai,
     )
+    warming.result()
     first = build_standby_world(spec)
     second = build_standby_world(
         replace(spec, region=REGIONS["second"], hosted_zone_id=first.hosted_zone_id, mac_primary_keys=(str(first.backup_mac_key), str(first.runbook_mac_key)),
