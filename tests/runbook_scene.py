@@ -184,7 +184,7 @@ def build_scene(
                 "web": {"quantity": 3, "size": "Standard-2X"}, "worker": {"quantity": 2, "size": "Standard-1X"}})
         )  # fmt: skip
         for key, value in {"HEROKU_API_URL": heroku.url, "HEROKU_DATA_API_URL": heroku.url,
-                           "HEROKU_API_KEY": TOKEN, "HEROKU_API_ATTEMPTS": "2"}.items():  # fmt: skip
+                           "HEROKU_API_KEY": TOKEN, "HEROKU_API_ATTEMPTS": "1"}.items():  # fmt: skip
             monkeypatch.setenv(key, value)
         yield Scene(heroku, manifest, source, standby, tmp_path / "journal", web)
     web.close()

@@ -204,16 +204,14 @@ def test_a_pg_dump_older_than_the_server_is_refused_before_dumping(
 
 
 def test_an_upload_cut_mid_stream_leaves_no_backup_and_earlier_ones_intact(
-    pg_server: LocalPostgres, heroku: HerokuFake, bucket: str, aws_env: dict[str, str], moto_endpoint: str
+    heroku: HerokuFake, bucket: str, aws_env: dict[str, str], moto_endpoint: str
 ) -> None:
     env = _env(aws_env, heroku)
     assert run_script("backup.py", "--app", APP, "--bucket", bucket, env=env).returncode == 0
     before = _objects(bucket)
-    big = pg_server.create_database("big")
-    load_pagila(big, rentals=40000)
-    heroku.apps[APP].config_vars["DATABASE_URL"] = big
 
-    proxy = CuttableProxy(int(moto_endpoint.rsplit(":", 1)[1]), cut_after=256 * 1024)
+    # The sample's dump is about 0.6 MB: the endpoint goes away a quarter of the way through it.
+    proxy = CuttableProxy(int(moto_endpoint.rsplit(":", 1)[1]), cut_after=128 * 1024)
     try:
         result = run_script(
             "backup.py", "--app", APP, "--bucket", bucket, env={**env, "AWS_ENDPOINT_URL": proxy.url}

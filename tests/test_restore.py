@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import LocalStore
 from standby.catalog import BackupManifest
+from standby.commands import restore
 from standby.local.postgres import LocalPostgres
 from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
@@ -51,9 +52,16 @@ def _target(pg_server: LocalPostgres) -> str:
 
 
 def _restore(store: LocalStore, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_script(
-        "restore.py", "--app", APP, "--folder", str(store.root), "--target-url", target, "--yes", *extra
-    )
+    return run_script("restore.py", *_restore_args(store, target, *extra))
+
+
+def _restore_here(store: LocalStore, target: str) -> int:
+    """`restore.py` in this process: for a restore that only sets a test up (no interpreter to start)."""
+    return restore.main(_restore_args(store, target))
+
+
+def _restore_args(store: LocalStore, target: str, *extra: str) -> list[str]:
+    return ["--app", APP, "--folder", str(store.root), "--target-url", target, "--yes", *extra]
 
 
 SCHEMA_QUERIES = {
@@ -125,8 +133,6 @@ def test_restores_keep_the_newest_previous_database_and_drop_older_ones(
     pg_server: LocalPostgres, source_url: str, store: LocalStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A scheduled restore-ahead must not add a full copy each time until the disk is full."""
-    from standby.commands import restore
-
     target = _target(pg_server)
     name = conninfo_to_dict(target)["dbname"]
     for late in range(3):
@@ -134,8 +140,7 @@ def test_restores_keep_the_newest_previous_database_and_drop_older_ones(
             conn.execute("INSERT INTO actor (first_name, last_name) VALUES ('Late', %s)", [str(late)])
         _backup(source_url, store)
         time.sleep(1.01)  # the previous databases are named to the second
-        argv = ["--app", APP, "--folder", str(store.root), "--target-url", target, "--yes"]
-        assert restore.main(argv) == 0, capsys.readouterr().err
+        assert _restore_here(store, target) == 0, capsys.readouterr().err
 
     kept = [d for d in _databases(pg_server) if d.startswith(f"{name}__before_")]
     assert len(kept) == 1
@@ -177,7 +182,7 @@ def in_use(pg_server: LocalPostgres, source_url: str, store: LocalStore) -> str:
     """A standby already restored from a first backup; a second backup is then taken."""
     _backup(source_url, store)
     target = _target(pg_server)
-    assert _restore(store, target).returncode == 0
+    assert _restore_here(store, target) == 0
     with psycopg.connect(source_url, autocommit=True) as conn:
         conn.execute("DELETE FROM payment WHERE payment_id % 2 = 0")
     return target
@@ -254,11 +259,14 @@ def test_counts_that_disagree_after_restore_are_refused(
 
 
 def test_a_restore_killed_midway_leaves_the_database_in_use_and_the_next_run_finishes(
-    pg_server: LocalPostgres, store: LocalStore, in_use: str
+    pg_server: LocalPostgres, pagila_template: str, store: LocalStore, in_use: str
 ) -> None:
     fingerprint = _fingerprint(in_use)
-    big = pg_server.create_database("big")
-    load_pagila(big, rentals=60000)
+    big = pg_server.create_database("big", template=pagila_template)
+    with psycopg.connect(big, autocommit=True) as conn:  # rows enough that the kill lands mid-load
+        conn.execute(
+            "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 1000000) g"
+        )
     manifest = _backup(big, store)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "restore.py"), "--app", APP, "--folder", str(store.root),
