@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from standby import standby_manifest
+from standby import aws_clients
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import LocalStore, S3Store
 from standby.catalog import MANIFEST, backup_prefix, new_backup_id, newest_complete
@@ -172,7 +172,7 @@ def test_an_ssm_throttle_is_an_infrastructure_failure_not_bad_configuration(
                 {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter"
             )
 
-    monkeypatch.setattr(standby_manifest.boto3, "client", lambda *a, **k: ThrottledSsm())
+    monkeypatch.setattr(aws_clients, "client", lambda *a, **k: ThrottledSsm())
     result = said(cutover.main, ["--app", APP, "--yes", "--region", "us-east-2"], capsys)
     assert result.code == 1
     line = one_error_line(result)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from standby.config.models import AiProvider
 from standby.errors import SafetyRefusal
+from standby.vocabulary import AiProvider
 
 PROBE_TIMEOUT: Final = 10.0  # seconds; a provider slower than this to list its models is not healthy
 

@@ -283,6 +283,9 @@ def _count_in_snapshot(source: Database, snapshot: str) -> dict[str, int]:
     with source.connect(connect_timeout=15) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        # One backend: the counts have the whole dump to finish in, and parallel workers would only take
+        # the server's cores from pg_dump's backend (and from the app) for their moment.
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         return count_rows(conn)
 
 

@@ -19,10 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from standby import aws_clients
 from standby.errors import StandbyError
 
 if TYPE_CHECKING:
@@ -81,10 +80,12 @@ class S3Store:
         self.bucket = bucket
         self.parallel = parallel
         # A parallel backup uploads up to four streams through this one client, `parallel` parts each.
-        config = Config(
-            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=4 * parallel + 4
+        self.client: S3Client = aws_clients.client(
+            "s3",
+            region,
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=4 * parallel + 4,
         )
-        self.client: S3Client = boto3.client("s3", region_name=region, config=config)
 
     def describe(self) -> str:
         return f"s3://{self.bucket}"

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from standby.config.models import DnsMode
 from standby.standby_manifest import StandbyManifest
+from standby.vocabulary import DnsMode
 
 INSYNC_TIMEOUT: Final = 300.0
 TTL: Final = 60

@@ -15,9 +15,9 @@ import hashlib
 import json
 from typing import Any, Final, Protocol
 
-import boto3
 from botocore.exceptions import ClientError
 
+from standby import aws_clients
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
 
 
@@ -44,7 +44,7 @@ class KmsMac:
         self.key_id = key_id
         # A key ARN names its region: KMS answers for a key only there (a replica has its own ARN).
         in_arn = key_id.split(":")[3] if key_id.startswith("arn:") and key_id.count(":") >= 5 else None
-        self.client: Any = boto3.client("kms", region_name=in_arn or region)
+        self.client: Any = aws_clients.client("kms", in_arn or region)
 
     def sign(self, document: dict[str, Any]) -> dict[str, Any]:
         """The document with its `mac` field."""

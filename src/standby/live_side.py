@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import boto3
 from botocore.exceptions import ClientError
 
+from standby import aws_clients
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
-from standby.config.models import Mode
 from standby.errors import SafetyRefusal
 from standby.names import mode_parameter
 from standby.standby_manifest import StandbyManifest
+from standby.vocabulary import Mode
 
 HEROKU: Final = "heroku"
 
 
 def region_mode(app: str, region: str, client: Any = None) -> Mode | None:
     """The live mode recorded in `region` (None where the standby was never deployed)."""
-    ssm = client or boto3.client("ssm", region_name=region)
+    ssm = client or aws_clients.client("ssm", region)
     name = mode_parameter(app)
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-import boto3
-
+from standby import aws_clients
 from standby.catalog import BackupManifest
 from standby.names import BACKUP_METRICS_NAMESPACE
 
@@ -23,7 +22,7 @@ def publish_backup_metrics(
     dimensions = [{"Name": "App", "Value": manifest.app}]
     age = (datetime.now(UTC) - manifest.snapshot_at).total_seconds()
     took = (manifest.finished_at - manifest.started_at).total_seconds()
-    boto3.client("cloudwatch", region_name=region).put_metric_data(
+    aws_clients.client("cloudwatch", region).put_metric_data(
         Namespace=namespace,
         MetricData=[
             {"MetricName": BACKUP_AGE, "Dimensions": dimensions, "Value": age, "Unit": "Seconds"},
@@ -42,7 +41,7 @@ def publish_backup_metrics(
 def publish_backup_skipped(
     app: str, namespace: str = BACKUP_METRICS_NAMESPACE, region: str | None = None
 ) -> None:
-    boto3.client("cloudwatch", region_name=region).put_metric_data(
+    aws_clients.client("cloudwatch", region).put_metric_data(
         Namespace=namespace,
         MetricData=[{"MetricName": BACKUP_SKIPPED, "Dimensions": [{"Name": "App", "Value": app}], "Value": 1.0,
                      "Unit": "Count"}],

@@ -13,7 +13,7 @@ from standby.aws.backup_vault import BackupReplication
 from standby.aws.dns import DnsArgs, DnsRecords, Domain, check_domains
 from standby.aws.monitoring import Monitoring, MonitoringArgs
 from standby.aws.standby_region import RegionArgs, StandbyRegion, app_settings
-from standby.config.models import AiProvider, Mode, PrimaryConfig, StackConfig, StandbyConfig
+from standby.config.models import PrimaryConfig, StackConfig, StandbyConfig
 from standby.heroku_primary import HerokuPrimary
 from standby.names import (
     StandbyOutput,
@@ -23,6 +23,7 @@ from standby.names import (
     mode_parameter,
 )
 from standby.primary_snapshot import PrimarySnapshot, read_primary
+from standby.vocabulary import AiProvider, Mode
 
 
 def primary_program(config: PrimaryConfig) -> HerokuPrimary:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 from standby.errors import SizingError
 
 if TYPE_CHECKING:
-    from standby.config.models import Mode
+    from standby.vocabulary import Mode
 
 GIB: Final = 1024  # MiB
 

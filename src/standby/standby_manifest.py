@@ -10,11 +10,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-import boto3
 from botocore.exceptions import ClientError
 
+from standby import aws_clients
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
-from standby.config.models import DnsMode, Mode
 from standby.errors import ConfigError
 from standby.names import (
     BACKUP_PREFIX,
@@ -24,6 +23,7 @@ from standby.names import (
     manifest_parameter,
     mode_parameter,
 )
+from standby.vocabulary import DnsMode, Mode
 
 SCHEMA_VERSION: Final = 1
 
@@ -146,7 +146,7 @@ class StandbyManifest:
 def load_manifest(app: str, region: str | None = None) -> StandbyManifest:
     name = parameter_name(app)
     try:
-        answer = boto3.client("ssm", region_name=region).get_parameter(Name=name)
+        answer = aws_clients.client("ssm", region).get_parameter(Name=name)
     except AWS_ERRORS as exc:
         if isinstance(exc, ClientError) and error_code(exc) == "ParameterNotFound":
             raise ConfigError(
@@ -162,7 +162,7 @@ def read_database_url(manifest: StandbyManifest, region: str | None = None) -> s
     if not manifest.database_secret:
         raise ConfigError(["the standby manifest names no database secret: pass --target-url."])
     try:
-        answer = boto3.client("secretsmanager", region_name=region).get_secret_value(
+        answer = aws_clients.client("secretsmanager", region).get_secret_value(
             SecretId=manifest.database_secret
         )
     except AWS_ERRORS as exc:

@@ -16,11 +16,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
-import boto3
 from botocore.exceptions import ClientError
 
+from standby import aws_clients
 from standby.aws_errors import AWS_ERRORS, aws_failure, error_code
-from standby.config.models import Mode
 from standby.dns_switch import DnsSwitch
 from standby.errors import ConfigError, InfrastructureError, StandbyError
 from standby.live_side import region_mode
@@ -29,6 +28,7 @@ from standby.names import heroku_fence_parameter
 from standby.pg_url import Database, parse_database_url
 from standby.runbook.engine import RunContext
 from standby.standby_manifest import StandbyManifest, read_database_url
+from standby.vocabulary import Mode
 
 FREE_STORAGE_WINDOW: Final = timedelta(minutes=15)  # RDS publishes FreeStorageSpace every minute
 
@@ -42,8 +42,7 @@ class AwsStandby:
 
     @cache  # noqa: B019 - one client per service for the life of the run; the side lives as long
     def client(self, service: str) -> Any:
-        # boto3's default session: its service models are parsed once per process, not once per client.
-        return boto3.client(service, region_name=self.manifest.region)  # type: ignore[call-overload]
+        return aws_clients.client(service, self.manifest.region)
 
     # --- the live mode ---------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from standby.config.models import Mode
 from standby.names import APP_ROLE
 from standby.sizing import PostgresPlan
+from standby.vocabulary import Mode
 
 USER: Final = "standby"
 DBNAME: Final = "app"

@@ -13,9 +13,9 @@ from typing import Final
 import pulumi
 import pulumi_aws as aws
 
-from standby.config.models import DnsMode, Mode
 from standby.errors import ConfigError
 from standby.names import FAILOVER_METRIC, METRICS_NAMESPACE, failover_alarm
+from standby.vocabulary import DnsMode, Mode
 
 TTL: Final = 60  # seconds: how long resolvers may keep pointing at a dead Heroku after the switch
 

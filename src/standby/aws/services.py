@@ -14,10 +14,10 @@ from standby.aws import duties
 from standby.aws.duties import BackupPlace
 from standby.aws.network import StandbyNetwork
 from standby.aws.policies import allow, assume_role, document
-from standby.config.models import Mode
 from standby.names import DRILL_CLOSED, DRILL_HEADER
 from standby.security_rules import BACKUP_WRITER
 from standby.sizing import FargateSize, desired_count
+from standby.vocabulary import Mode
 
 WEB: Final = "web"
 EXECUTION_POLICY: Final = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"

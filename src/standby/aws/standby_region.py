@@ -25,10 +25,11 @@ from standby.aws.readiness_watch import ReadinessWatch, ReadinessWatchArgs
 from standby.aws.restore_ahead import RestoreAhead, RestoreAheadArgs
 from standby.aws.runbook_support import RunbookSupport, RunbookSupportArgs
 from standby.aws.services import ProcessSpec, ServicesArgs, StandbyServices
-from standby.config.models import DnsMode, Mode, StandbyConfig
+from standby.config.models import StandbyConfig
 from standby.names import failover_alarm, mirrored_setting, runbook_topic
 from standby.primary_snapshot import PrimarySnapshot
 from standby.standby_manifest import StandbyManifest
+from standby.vocabulary import DnsMode, Mode
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from standby.catalog import BackupChoice
 from standby.commands.common import iso_time
 from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
 from standby.commands.switch_ai import add_ai_arguments
-from standby.config.models import AiProvider
 from standby.runbook.engine import Step
 from standby.runbook.environment import RunbookEnv
 from standby.runbooks.ai_switch import ai_switch_steps
 from standby.runbooks.cutover import cutover_steps
 from standby.standby_side import AwsStandby
+from standby.vocabulary import AiProvider
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from typing import Any
 
 from standby import cli
 from standby.commands.common import say
-from standby.config.models import AiProvider
 from standby.local.rehearsal import RECOVERIES, SCENARIOS, rehearse
 from standby.runbook.timeline import timeline_svg
+from standby.vocabulary import AiProvider
 
 
 def build_parser() -> argparse.ArgumentParser:

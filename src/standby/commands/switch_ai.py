@@ -7,9 +7,9 @@ import argparse
 from standby import cli
 from standby.ai_probe import PROBE_TIMEOUT
 from standby.commands.runbook_command import StandbySideFactory, add_runbook_arguments, run_runbook
-from standby.config.models import AiProvider
 from standby.runbooks.ai_switch import ai_switch_steps
 from standby.standby_side import AwsStandby
+from standby.vocabulary import AiProvider
 
 
 def build_parser() -> argparse.ArgumentParser:

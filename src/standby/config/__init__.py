@@ -2,14 +2,13 @@
 
 from standby.config.loading import from_pulumi, from_stack_file, validate
 from standby.config.models import (
-    DnsMode,
-    Mode,
     PostgresConfig,
     PrimaryConfig,
     ProcessConfig,
     StackConfig,
     StandbyConfig,
 )
+from standby.vocabulary import DnsMode, Mode
 
 __all__ = [
     "DnsMode",

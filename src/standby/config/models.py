@@ -8,7 +8,6 @@ Validators never call a cloud API: they check shape, vocabulary and ranges, so t
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -24,23 +23,9 @@ from pydantic.alias_generators import to_camel
 
 from standby import sizing
 from standby.errors import SizingError
+from standby.vocabulary import AiProvider, DnsMode, Mode
 
 # --- vocabularies ----------------------------------------------------------------------------------
-
-
-class Mode(StrEnum):
-    """How much of the standby runs before a disaster (DESIGN.md §2)."""
-
-    PILOT_LIGHT = "pilot-light"
-    WARM = "warm"
-    ACTIVE = "active"
-
-
-class DnsMode(StrEnum):
-    """How a cutover moves traffic (DESIGN.md §4)."""
-
-    RECORD = "record"  # one atomic Route 53 change batch
-    FAILOVER = "failover"  # PRIMARY/SECONDARY records following a CloudWatch alarm
 
 
 # Heroku Common Runtime regions and Private Space regions (`heroku regions`).
@@ -158,13 +143,6 @@ class PostgresConfig(ConfigModel):
                 "choose a standard, premium, private or shield plan, or remove the follower."
             )
         return self
-
-
-class AiProvider(StrEnum):
-    """The AI providers a switch moves between (scripts/switch_ai.py)."""
-
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
 
 
 class AiProviderConfig(ConfigModel):

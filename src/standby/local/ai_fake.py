@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from standby.config.models import AiProvider
+from standby.vocabulary import AiProvider
 
 BEHAVIOURS: Final = ("healthy", "unauthorized", "error", "slow")
 

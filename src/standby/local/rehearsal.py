@@ -30,7 +30,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import S3Store
 from standby.catalog import BackupManifest
-from standby.config.models import AiProvider
 from standby.integrity import KmsMac
 from standby.local.ai_fake import AiProviderFake
 from standby.local.heroku_fake import FakeApp, HerokuFake
@@ -42,6 +41,7 @@ from standby.pg_tools import find_tool
 from standby.pg_url import parse_database_url
 from standby.sample_data import load_pagila
 from standby.standby_manifest import StandbyManifest
+from standby.vocabulary import AiProvider
 
 CUTOVER_SCENARIOS: Final = ("heroku-down", "graceful", "region-down")
 HEROKU_SCENARIOS: Final = ("bad-release", "data-loss")  # recovered on Heroku itself, no cutover

@@ -18,7 +18,6 @@ import boto3
 import psycopg
 
 from standby.backup_store import S3Store
-from standby.config.models import DnsMode, Mode
 from standby.local.standby_side import WEB, WEB_TASK_IP
 from standby.names import (
     APP_ROLE,
@@ -35,6 +34,7 @@ from standby.names import (
 )
 from standby.pg_url import parse_database_url
 from standby.standby_manifest import StandbyManifest
+from standby.vocabulary import DnsMode, Mode
 
 UNREACHED_ENGINE = "17.5"
 APP_PASSWORD = "app-password-not-for-logs"  # the local world's application role

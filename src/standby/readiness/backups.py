@@ -7,12 +7,12 @@ from typing import Final
 
 from standby.backup_store import S3Store
 from standby.catalog import BackupManifest, dump_problem
-from standby.config.models import Mode
 from standby.pg_url import parse_database_url
 from standby.readiness.check import Check, critical, human, ok, warning
 from standby.readiness.sources import Sources
 from standby.restore import read_marker
 from standby.standby_manifest import load_manifest
+from standby.vocabulary import Mode
 
 # S3 Replication Time Control replicates 99.99 % of objects within 15 minutes: a newer backup not there
 # yet is replication at work, not a fault.

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from standby import aws_clients
 from standby.aws_errors import error_code
 from standby.errors import SafetyRefusal, StandbyError
 
@@ -75,7 +75,7 @@ class DynamoDbLock:
         self.table = table
         self.app = app
         self.lease = lease_seconds
-        self.client: Any = boto3.client("dynamodb", region_name=region)
+        self.client: Any = aws_clients.client("dynamodb", region)
 
     def acquire(self, holder: Holder, take_over: bool = False) -> DynamoDbLease:
         now = int(time.time())

@@ -12,15 +12,15 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-import boto3
-
+from standby import aws_clients
 from standby.ai_probe import probe
-from standby.config.models import AiConfig, AiProvider, Mode
+from standby.config.models import AiConfig
 from standby.errors import ConfigError, SafetyRefusal
 from standby.names import ai_provider_parameter
 from standby.polling import Poll
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
+from standby.vocabulary import AiProvider, Mode
 
 LIVE_TIMEOUT: Final = 600.0  # seconds for Heroku's release or the ECS deployments to finish
 
@@ -121,7 +121,7 @@ class SwitchSettings(AiStep):
         return [r for r in (self.env.manifest.region, self.env.manifest.second_region) if r]
 
     def _ssm(self, region: str) -> Any:
-        return boto3.client("ssm", region_name=region)
+        return aws_clients.client("ssm", region)
 
     def _recorded(self) -> str | None:
         found = self._ssm(self.env.manifest.region).get_parameters(

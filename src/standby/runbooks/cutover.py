@@ -17,7 +17,6 @@ import psycopg
 
 from standby import catalog, database_fence, dns_query
 from standby.backup import BackupFailed, BackupRequest, run_backup
-from standby.config.models import DnsMode, Mode
 from standby.drill_history import forecast_note
 from standby.errors import InfrastructureError, SafetyRefusal
 from standby.heroku_api import HerokuUnreachable
@@ -33,6 +32,7 @@ from standby.restore import (
 )
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import MAINTENANCE_DB, EnvStep, RunbookEnv
+from standby.vocabulary import DnsMode, Mode
 
 
 class Preflight(EnvStep):

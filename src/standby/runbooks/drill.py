@@ -15,7 +15,6 @@ from secrets import token_urlsafe
 from typing import Any, Final
 
 from standby import catalog
-from standby.config.models import Mode
 from standby.drill_history import (
     DrillFigures,
     drill_history,
@@ -39,6 +38,7 @@ from standby.restore import (
 )
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import MAINTENANCE_DB, EnvStep, RunbookEnv
+from standby.vocabulary import Mode
 
 STARTED_BY: Final = "standby-drill"  # marks the drill's ECS tasks, so a teardown finds them all
 SCRATCH_SUFFIX: Final = "_drill"

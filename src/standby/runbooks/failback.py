@@ -15,12 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
-import boto3
-from botocore.config import Config
-
-from standby import catalog, database_fence
+from standby import aws_clients, catalog, database_fence
 from standby.backup import BackupRequest, run_backup
-from standby.config.models import Mode
 from standby.errors import SafetyRefusal
 from standby.pg_url import Database, parse_database_url
 from standby.polling import Poll
@@ -28,6 +24,7 @@ from standby.primary_side import backup_name
 from standby.restore import verify_counts
 from standby.runbook.engine import RunContext, Step
 from standby.runbook.environment import EnvStep, RunbookEnv
+from standby.vocabulary import Mode
 
 URL_LIFETIME: Final = 900  # seconds the presigned URL stays valid: Heroku starts its download at once
 DRAIN_TIMEOUT: Final = 300.0  # seconds for the standby's tasks to stop (ECS drains the load balancer first)
@@ -199,7 +196,7 @@ class RestoreHeroku(EnvStep):
             )
         backup = self._backup(ctx)
         # SigV4 (SSE-KMS objects refuse SigV2), in the bucket's region, valid only while Heroku starts its GET.
-        s3 = boto3.client("s3", region_name=self.env.manifest.region, config=Config(signature_version="s3v4"))
+        s3 = aws_clients.client("s3", self.env.manifest.region, signature_version="s3v4")
         url = s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.env.manifest.backup_bucket, "Key": backup.dump_key},

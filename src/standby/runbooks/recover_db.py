@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import boto3
 import psycopg
-from botocore.config import Config
 
-from standby import catalog, live_side, recovery_mark
+from standby import aws_clients, catalog, live_side, recovery_mark
 from standby.backup import count_rows
 from standby.errors import SafetyRefusal, StandbyError
 from standby.heroku_api import HerokuApiError, HerokuUncertain
@@ -241,7 +239,7 @@ def verified_dump_version(env: RunbookEnv, backup_id: str) -> str | None:
     entry = catalog.select_backup(env.catalog(), backup_id)
     manifest = entry.manifest
     assert manifest is not None
-    s3 = boto3.client("s3", region_name=env.manifest.region)
+    s3 = aws_clients.client("s3", env.manifest.region)
     bucket = env.manifest.backup_bucket
     try:
         version = s3.head_object(Bucket=bucket, Key=manifest.dump_key).get("VersionId")
@@ -553,7 +551,7 @@ class RestoreBackup(RecoveryStep):
             raise SafetyRefusal(
                 "Heroku is no longer fenced: its writes would be lost. Fence it, then --resume."
             )
-        s3 = boto3.client("s3", region_name=self.env.manifest.region, config=Config(signature_version="s3v4"))
+        s3 = aws_clients.client("s3", self.env.manifest.region, signature_version="s3v4")
         version = ctx.facts.get("dump_version")
         url = s3.generate_presigned_url(
             "get_object",
