@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from standby.catalog_index import read_catalog
 from standby.commands import restore
 from standby.local.postgres import LocalPostgres
 from standby.parallel_dump import GIB, PARALLEL_FROM, available_cpus, choose_streams, plan_streams
-from standby.pg_tools import find_tool
+from standby.pg_tools import PIPE_SIZE, find_tool, widen_pipe
 from standby.pg_url import parse_database_url
 from tests.servers import writes_going_on
 
@@ -260,3 +262,16 @@ def test_a_database_of_one_table_makes_a_single_stream_backup(
         conn.execute("CREATE TABLE t AS SELECT generate_series(1, 10) AS id")
     manifest = _backup(url, LocalStore(tmp_path / "store"), streams=4)
     assert not manifest.parallel and manifest.dump_key.endswith("/dump")
+
+
+def test_the_pipes_to_and_from_the_postgresql_programs_hold_a_mebibyte(tmp_path: Path) -> None:
+    """pg_dump and pg_restore run on while our end of their pipe waits, instead of every 64 KiB."""
+    with subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None
+        for pipe in (process.stdin, process.stdout):
+            assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) < PIPE_SIZE
+            widen_pipe(pipe)
+            assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+        process.stdin.close()
+    with (tmp_path / "not-a-pipe").open("wb") as file:
+        widen_pipe(file)  # nothing to widen, and no error: the program still runs, at the usual pace

@@ -17,7 +17,7 @@ from typing import IO, Final
 
 from standby.backup_store import S3_MAX_PARTS, S3_MIN_PART, BackupStore
 from standby.errors import StandbyError
-from standby.pg_tools import PgTool, PgVersion
+from standby.pg_tools import PgTool, PgVersion, widen_pipe
 from standby.pg_url import Database
 
 # Heroku's own machinery (event triggers that manage extensions); it does not belong in a restore.
@@ -83,6 +83,7 @@ def stream_into_store(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env}
     )
     assert process.stdout is not None and process.stderr is not None
+    widen_pipe(process.stdout)
     errors = _drain(process.stderr)
     digest = hashlib.sha256()
     try:

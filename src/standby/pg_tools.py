@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import re
@@ -14,11 +16,12 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from standby.errors import ConfigError
 
 PG_BIN_ENV: Final = "STANDBY_PG_BIN"
+PIPE_SIZE: Final = 1024 * 1024
 
 
 class ToolVersionError(ConfigError):
@@ -140,3 +143,13 @@ def require_at_least(tool: PgTool, needed: PgVersion, why: str) -> None:
                 f"Install PostgreSQL {needed.major} client programs and pass --pg-bin DIR (or set ${PG_BIN_ENV})."
             ]
         )
+
+
+def widen_pipe(pipe: IO[bytes]) -> None:
+    """Let a pipe to or from pg_dump or pg_restore hold 1 MiB instead of Linux's 64 KiB: the program runs
+    on while our end waits for a thread's turn or for the store, instead of stopping every 64 KiB. Best
+    effort: where the system does not allow it (another OS, a lower fs.pipe-max-size) the pipe stays."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), set_size, PIPE_SIZE)

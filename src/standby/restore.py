@@ -36,7 +36,14 @@ from standby.catalog import BackupManifest, CatalogEntry, DumpFile, Section, dum
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
 from standby.loader_role import LoaderRole, Owner, drop_role, leftover_roles
-from standby.pg_tools import PgTool, PgVersion, ToolVersionError, require_at_least, supports_compression
+from standby.pg_tools import (
+    PgTool,
+    PgVersion,
+    ToolVersionError,
+    require_at_least,
+    supports_compression,
+    widen_pipe,
+)
 from standby.pg_url import Database
 
 RESTORING: Final = "__restoring_"
@@ -440,13 +447,16 @@ def _start_pg_restore(
         f"--dbname={database.conninfo}",
         *([str(archive)] if archive else []),
     ]
-    return subprocess.Popen(
+    process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, **database.env},  # the loader role's password, not the master's
     )
+    if process.stdin is not None:
+        widen_pipe(process.stdin)
+    return process
 
 
 def _finish(process: subprocess.Popen[bytes]) -> None:
