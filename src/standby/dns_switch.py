@@ -1,4 +1,4 @@
-"""Moving the app's names between Heroku and the standby, both ways (DESIGN.md §4).
+"""Moving the app's names between Heroku and the standby, both ways (README, "The disaster flow").
 
 `record` mode: one Route 53 change batch replaces every name's record (CNAME to Heroku <-> alias A to the
 load balancer), then waits for INSYNC. `failover` mode: the names keep PRIMARY/SECONDARY records and the

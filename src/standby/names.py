@@ -89,7 +89,7 @@ def ai_provider_parameter(app: str) -> str:
 
 
 def lock_table(app: str) -> str:
-    """The DynamoDB table holding the app's runbook lock (one item per app, DESIGN.md §4)."""
+    """The DynamoDB table holding the app's runbook lock (one item per app; docs/runbooks.md, "The app's lock")."""
     return f"{app}-standby-locks"
 
 

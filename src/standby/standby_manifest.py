@@ -1,5 +1,6 @@
 """The standby manifest: everything a runbook needs, published by the standby stack in SSM Parameter
-Store in each standby region (DESIGN.md §2), so runbooks never need Pulumi during a disaster.
+Store in each standby region, so runbooks never need Pulumi during a disaster (docs/standby-stack.md,
+"The standby manifest").
 
 Schema-versioned JSON; it holds names, never secret values.
 """

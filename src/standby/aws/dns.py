@@ -1,6 +1,6 @@
 """`DnsRecords`: the app's domains in Route 53, pointing at Heroku until a cutover points them at AWS.
 
-Two ways to switch (DESIGN.md §4): `record` keeps one CNAME per domain that a cutover replaces in one
+Two ways to switch (README, "The disaster flow"): `record` keeps one CNAME per domain that a cutover replaces in one
 change batch; `failover` keeps PRIMARY (Heroku) and SECONDARY (the load balancer) records whose health
 check follows a CloudWatch alarm the runbooks drive, so the switch needs no Route 53 control plane.
 """

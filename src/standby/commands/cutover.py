@@ -1,4 +1,4 @@
-"""`scripts/cutover.py`: move the app from Heroku to the AWS standby (DESIGN.md §4)."""
+"""`scripts/cutover.py`: move the app from Heroku to the AWS standby (README, "The disaster flow")."""
 
 from __future__ import annotations
 

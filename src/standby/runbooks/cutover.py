@@ -1,4 +1,4 @@
-"""The cutover from Heroku to the AWS standby (DESIGN.md §4), as runbook steps.
+"""The cutover from Heroku to the AWS standby, as runbook steps (README, "The disaster flow").
 
 preflight (choose the backup: the newest whose dump is whole) -> assess the primary -> fence it (API:
 maintenance, formation, every dyno) -> fence its database (the app's credential read-only) -> final
