@@ -189,7 +189,11 @@ def in_use(pg_server: LocalPostgres, source_url: str, store: LocalStore) -> str:
 
 
 def _latest(store: LocalStore) -> tuple[Path, Path]:
-    manifest_path = sorted(store.root.rglob("manifest.json"))[-1]
+    """The newest backup's manifest and dump, as a restore chooses it: by its data's moment (two backups
+    taken within one second have ids that sort by their random part)."""
+    manifest_path = max(
+        store.root.rglob("manifest.json"), key=lambda path: json.loads(path.read_text())["snapshot_at"]
+    )
     return manifest_path, manifest_path.parent / "dump"
 
 

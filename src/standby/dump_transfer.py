@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
@@ -35,6 +36,7 @@ class DumpTransfer:
         self._cond = threading.Condition()
         self.sha256 = ""
         self.size = 0
+        self.finished_at = 0.0  # time.perf_counter() when the last byte was in
         self._thread = threading.Thread(target=self._run, name=f"transfer-{self.path.name}", daemon=True)
 
     def start(self) -> DumpTransfer:
@@ -63,6 +65,7 @@ class DumpTransfer:
                     out.close()
             with self._cond:
                 self.sha256, self.size, self._done = digest.hexdigest(), self._available, True
+                self.finished_at = time.perf_counter()
                 self._cond.notify_all()
         except Exception as exc:  # handed to whoever waits, as a store error or the disk's own
             error = (
