@@ -58,7 +58,11 @@ def fill(url: str, size_gb: float) -> int:
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, dict[str, int]]:
     """Wall time of a command, and the peak RSS of each program in its process tree (the largest of
-    each name), and of the whole tree at once ("total": several pg_dumps of a parallel backup add up)."""
+    each name), and of the whole tree at once ("total": several pg_dumps of a parallel backup add up).
+
+    The page cache is flushed first: gigabytes the previous command left dirty would otherwise be written
+    out during this one, by whichever variant happened to run next."""
+    os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(
         command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -36,6 +36,7 @@ from standby.catalog import BackupManifest, CatalogEntry, DumpFile, Section, dum
 from standby.dump_transfer import DumpTransfer
 from standby.errors import SafetyRefusal, StandbyError
 from standby.loader_role import LoaderRole, Owner, drop_role, leftover_roles
+from standby.parallel_dump import available_cpus
 from standby.pg_tools import (
     PgTool,
     PgVersion,
@@ -194,7 +195,7 @@ class RestoreRequest:
     server: Database  # a connection to the target server's maintenance database
     target: str  # the name of the database the app uses
     pg_restore: PgTool
-    jobs: int = os.cpu_count() or 2
+    jobs: int = field(default_factory=available_cpus)  # a container counts its CPU quota
     sanity_sql: tuple[str, ...] = ()
     scratch: Path | None = None  # where the dump is downloaded
     keep_previous: int = KEEP_PREVIOUS  # databases the switches renamed away that are kept, newest first
@@ -340,10 +341,9 @@ def _load_data(
         dump = transfers[0]
         dump.wait()
         verify_transfer(dump, files[0], manifest)
-        _finish(_start_pg_restore(request, database, toc, ["--section=pre-data"], dump.path))
-        _finish(
-            _start_pg_restore(request, database, toc, ["--section=data", f"--jobs={request.jobs}"], dump.path)
-        )
+        for section in (["--section=pre-data"], ["--section=data", f"--jobs={request.jobs}"]):
+            loaders.append(_start_pg_restore(request, database, toc, section, dump.path))  # killed if refused
+            _finish(loaders[-1])
         return []
     transfers[0].wait()
     verify_transfer(transfers[0], files[0], manifest)

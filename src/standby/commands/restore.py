@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import getpass
 import json
-import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from standby.commands.common import (
 )
 from standby.errors import ConfigError, SafetyRefusal
 from standby.loader_role import Owner
+from standby.parallel_dump import available_cpus
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url, same_database
 from standby.restore import (
@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ahead", action="store_true", help="only if newer than what the target already holds"
     )
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=available_cpus(),
+        help="pg_restore parallel jobs (default: the cores this process may use)",
+    )
     parser.add_argument("--sanity-sql", action="append", default=[], help="a query that must return true")
     parser.add_argument("--scratch", type=Path, help="folder for the downloaded dump (default: temp)")
     parser.add_argument(

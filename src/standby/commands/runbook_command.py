@@ -14,6 +14,7 @@ from standby import cli
 from standby.backup_store import S3Store
 from standby.commands.common import confirm, confirm_by_name, say
 from standby.errors import ConfigError
+from standby.parallel_dump import available_cpus
 from standby.primary_side import HerokuSide
 from standby.runbook.engine import Runbook, RunContext, RunOptions, Step, StepFailed
 from standby.runbook.environment import RunbookEnv
@@ -53,7 +54,12 @@ def add_runbook_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-bin", type=Path, help="folder of pg_dump and pg_restore ($STANDBY_PG_BIN, PATH)"
     )
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="pg_restore parallel jobs")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=available_cpus(),
+        help="pg_restore parallel jobs (default: the cores this process may use)",
+    )
     parser.add_argument(
         "--health-timeout", type=float, default=300.0, help="seconds to wait for healthy services"
     )
