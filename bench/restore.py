@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -101,7 +102,11 @@ def main() -> int:
     for size, _, s, phases in curve:
         print(f"{size / 1e9:.2f} GB rounds: " + "; ".join(f"{name} {s.spread(name)}" for name in s.times))
         for name, seen in phases.items():
-            print(f"  phases of ours, {name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in seen.items()))
+            medians = {k: statistics.median(r[k] for r in seen) for k in seen[0]}
+            print(
+                f"  phases of ours, {name} (medians): "
+                + ", ".join(f"{k} {v:.1f}s" for k, v in medians.items())
+            )
     return 0
 
 
@@ -123,8 +128,8 @@ def _measure(
     cores: int,
     rounds: int,
     store: list[str],
-) -> tuple[Samples, dict[str, dict[str, float]]]:
-    samples, phases = Samples(), {}
+) -> tuple[Samples, dict[str, list[dict[str, float]]]]:
+    samples, phases = Samples(), {}  # phases: each variant's report of every round
     for _ in range(rounds):
         target = server.create_database("raw")
         raw = [
@@ -162,7 +167,7 @@ def _measure(
                     ]
                 ),
             )
-            phases[name] = json.loads(report.read_text())["phases"]
+            phases.setdefault(name, []).append(json.loads(report.read_text())["phases"])
             _drop(server, target)
     return samples, phases
 

@@ -13,11 +13,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from standby import restore as restoring
 from standby.backup import BackupRequest, run_backup
 from standby.backup_store import LocalStore
 from standby.catalog import BackupManifest
@@ -221,6 +223,31 @@ def test_a_flipped_byte_is_refused(
     result = _restore(store, in_use)
     _assert_untouched(pg_server, in_use, fingerprint, result)
     assert "does not match its manifest's sha256" in result.stderr
+
+
+def test_a_tampered_dump_is_refused_before_any_of_its_sql_runs(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, in_use: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-file dump is checked whole first: pg_restore never loads a byte of one that was altered."""
+    fingerprint = _fingerprint(in_use)
+    _backup(source_url, store)
+    _, dump = _latest(store)
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    loads: list[list[str]] = []
+    start = restoring._start_pg_restore
+
+    def recorded(*args: Any) -> subprocess.Popen[bytes]:
+        loads.append(args[3])
+        return start(*args)
+
+    monkeypatch.setattr(restoring, "_start_pg_restore", recorded)
+
+    assert _restore_here(store, in_use) == 3
+    assert loads == []
+    assert _fingerprint(in_use) == fingerprint
+    assert not [d for d in _databases(pg_server) if "__restoring_" in d]
 
 
 def test_a_truncated_dump_is_refused(
@@ -496,8 +523,6 @@ def test_a_sanity_check_can_look_but_never_change_the_data(
     check: str,
     said: str,
 ) -> None:
-    from standby.commands import restore
-
     _backup(source_url, store)
     target = _target(pg_server)
     argv = ["--app", APP, "--folder", str(store.root), "--target-url", target, "--yes"]
