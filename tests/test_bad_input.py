@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -113,6 +114,19 @@ def test_a_heroku_api_url_without_a_scheme(
     assert result.code == 2
     line = one_error_line(result)
     assert "HEROKU_API_URL" in line and "https://" in line and "token-not-for-logs" not in line
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "two", "1000"])
+@pytest.mark.parametrize("script", [restore, cutover], ids=["restore", "cutover"])
+def test_a_number_of_jobs_out_of_range_is_a_usage_error(
+    script: Any, jobs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:  # argparse's own usage error, before anything is read
+        script.main(["--app", APP, "--folder", str(tmp_path), "--jobs", jobs])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--jobs: must be a whole number of jobs from 1 to 64, got '{jobs}'" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unknown_compression_is_a_usage_error(shelf: Shelf, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,24 @@ from standby.backup_store import BackupStore, LocalStore, S3Store
 from standby.errors import ConfigError
 from standby.integrity import KmsMac
 from standby.names import BACKUP_PREFIX
+from standby.parallel_dump import available_cpus
 from standby.standby_manifest import StandbyManifest, load_manifest
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    """`--jobs`: pg_restore's parallel jobs, by default the cores this process may use (a container's quota)."""
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=available_cpus(),
+        help="pg_restore parallel jobs (default: the cores this process may use)",
+    )
+
+
+def _jobs(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number of jobs from 1 to 64, got {value!r}")
+    return int(value)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

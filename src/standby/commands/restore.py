@@ -15,6 +15,7 @@ from pathlib import Path
 from standby import catalog_index, cli, live_side
 from standby.commands.common import (
     StoreContext,
+    add_jobs_argument,
     add_store_arguments,
     confirm,
     confirm_by_name,
@@ -24,7 +25,6 @@ from standby.commands.common import (
 )
 from standby.errors import ConfigError, SafetyRefusal
 from standby.loader_role import Owner
-from standby.parallel_dump import available_cpus
 from standby.pg_tools import find_tool
 from standby.pg_url import Database, parse_database_url, same_database
 from standby.restore import (
@@ -64,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ahead", action="store_true", help="only if newer than what the target already holds"
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=available_cpus(),
-        help="pg_restore parallel jobs (default: the cores this process may use)",
-    )
+    add_jobs_argument(parser)
     parser.add_argument("--sanity-sql", action="append", default=[], help="a query that must return true")
     parser.add_argument("--scratch", type=Path, help="folder for the downloaded dump (default: temp)")
     parser.add_argument(

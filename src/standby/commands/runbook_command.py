@@ -12,9 +12,8 @@ from pathlib import Path
 
 from standby import cli
 from standby.backup_store import S3Store
-from standby.commands.common import confirm, confirm_by_name, say
+from standby.commands.common import add_jobs_argument, confirm, confirm_by_name, say
 from standby.errors import ConfigError
-from standby.parallel_dump import available_cpus
 from standby.primary_side import HerokuSide
 from standby.runbook.engine import Runbook, RunContext, RunOptions, Step, StepFailed
 from standby.runbook.environment import RunbookEnv
@@ -54,12 +53,7 @@ def add_runbook_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-bin", type=Path, help="folder of pg_dump and pg_restore ($STANDBY_PG_BIN, PATH)"
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=available_cpus(),
-        help="pg_restore parallel jobs (default: the cores this process may use)",
-    )
+    add_jobs_argument(parser)
     parser.add_argument(
         "--health-timeout", type=float, default=300.0, help="seconds to wait for healthy services"
     )
