@@ -33,13 +33,16 @@ class LoaderRole:
     password: str
 
     @classmethod
-    def create(cls, server: Database, database: str) -> LoaderRole:
-        """A fresh role that owns `database` (created, empty, by the server's user)."""
+    def create(cls, server: Database, database: str, connections: int) -> LoaderRole:
+        """A fresh role that owns `database` (created, empty, by the server's user), and may hold at most
+        `connections` sessions (the restore's pg_restore workers and checks)."""
         role = cls(f"{PREFIX}{secrets.token_hex(6)}", secrets.token_urlsafe(24))
         with server.connect(autocommit=True) as conn:
             conn.execute(
-                sql.SQL("CREATE ROLE {} " + _ATTRIBUTES + " CONNECTION LIMIT 16 PASSWORD {}").format(
-                    sql.Identifier(role.name), sql.Literal(_verifier(conn, role.name, role.password))
+                sql.SQL("CREATE ROLE {} " + _ATTRIBUTES + " CONNECTION LIMIT {} PASSWORD {}").format(
+                    sql.Identifier(role.name),
+                    sql.Literal(connections),
+                    sql.Literal(_verifier(conn, role.name, role.password)),
                 )
             )
             # Membership lets the server's user (an RDS master is no superuser) hand the objects back.

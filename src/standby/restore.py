@@ -1,10 +1,10 @@
 """Restore a verified backup into a new database, verify it, then make it the one the app uses.
 
 Plan (pure) -> check the pg_restore against the archive -> download the dump, hashed on the way, and
-refuse it if its size or sha256 differ from the manifest -> load it into a *new* database, a table per
-job (a parallel backup's data files load as they arrive instead, each checked before the indexes) ->
-indexes, constraints and triggers with parallel jobs -> every table's row count, and ANALYZE -> sanity
-checks -> switch, in one transaction that renames the databases.
+refuse it if its size or sha256 differ from the manifest -> load it into a *new* database with parallel
+jobs, each table's indexes built as soon as its rows are in (a parallel backup's data files load as they
+arrive instead, and its indexes wait until every file is checked) -> every table's row count, and
+ANALYZE -> sanity checks -> switch, in one transaction that renames the databases.
 
 Nothing reaches the database in use before the switch, and the switch comes after every check. A failed
 or interrupted restore leaves only a database named `<name>__restoring_<id>`, which the next run drops.
@@ -13,6 +13,7 @@ or interrupted restore leaves only a database named `<name>__restoring_<id>`, wh
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -273,11 +274,19 @@ def execute_restore(
                 toc.write_text(_restore_list(request.pg_restore, transfers[0], files[0], manifest))
             _create_database(request.server, plan.new_database)
             # The archive's SQL runs as a role that owns this database only (standby.loader_role).
-            role = LoaderRole.create(request.server, plan.new_database)
+            # pg_restore --jobs N holds N + 1 sessions, each data file's pg_restore one, the checks one more.
+            sessions = max(request.jobs, len(files)) + 2
+            role = LoaderRole.create(request.server, plan.new_database, sessions)
             new_db = role.connection(request.server, plan.new_database)
             with new_db.connect(autocommit=True) as conn:
                 conn.execute("CREATE SCHEMA IF NOT EXISTS heroku_ext")  # extensions restore into it
-            with phase("restore_data", f"loading {plan.new_database} with {request.jobs} jobs"):
+            one_file = len(files) == 1
+            loading = (
+                ("restore", f"loading {plan.new_database}: schema, data, indexes, with {request.jobs} jobs")
+                if one_file
+                else ("restore_data", f"loading {plan.new_database}'s data files, each as it arrives")
+            )
+            with phase(*loading):
                 feeding = _load_data(request, new_db, toc, manifest, transfers, loaders)
                 for transfer in transfers:
                     transfer.wait()
@@ -288,11 +297,12 @@ def execute_restore(
                     thread.join()
                 for loader in loaders:
                     _finish(loader)
-            with phase("restore_indexes", f"indexes, constraints and triggers with {request.jobs} jobs"):
-                post_data = ["--section=post-data", f"--jobs={request.jobs}"]
-                _finish(_start_pg_restore(request, new_db, toc, post_data, transfers[0].path))
+            if not one_file:  # only once every data file is checked
+                with phase("restore_indexes", f"indexes, constraints and triggers with {request.jobs} jobs"):
+                    post_data = ["--section=post-data", f"--jobs={request.jobs}"]
+                    _finish(_start_pg_restore(request, new_db, toc, post_data, transfers[0].path))
             with phase("verify_counts", f"comparing {len(manifest.tables)} row counts, and ANALYZE"):
-                _verify_and_analyze(new_db, manifest.tables)
+                _verify_and_analyze(new_db, manifest.tables, request.jobs)
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
             role.hand_over(request.server, plan.new_database, request.owner)
@@ -330,20 +340,21 @@ def _load_data(
 ) -> list[threading.Thread]:
     """Load the rows; pg_restores still running go into `loaders`, with the threads that feed them.
 
-    One dump: whole and checked first, then its definitions, then its rows with `jobs` pg_restore workers,
-    a table each. The download is far quicker than the load (on S3, or from a folder), so loading tables
-    side by side wins back more than waiting for the last byte costs, and no SQL from a file that is not
-    the one backed up ever runs. A parallel backup: its schema, whole and checked first (it is small, and
-    it is SQL), then every data file into its own pg_restore at once, each as it arrives.
+    One dump: whole and checked first, then all of it in one `pg_restore --jobs`, as a raw restore runs:
+    its workers take a table's data each, and build a table's indexes as soon as its rows are in, beside
+    the other tables still loading. The download is far quicker than the load (on S3, or from a folder),
+    so this wins back more than waiting for the last byte costs, and no SQL from a file that is not the
+    one backed up ever runs. A parallel backup: its schema, whole and checked first (it is small, and it
+    is SQL), then every data file into its own pg_restore at once, each as it arrives; its indexes wait
+    until every file is checked.
     """
     files = manifest.dump_files()
     if len(files) == 1:
         dump = transfers[0]
         dump.wait()
         verify_transfer(dump, files[0], manifest)
-        for section in (["--section=pre-data"], ["--section=data", f"--jobs={request.jobs}"]):
-            loaders.append(_start_pg_restore(request, database, toc, section, dump.path))  # killed if refused
-            _finish(loaders[-1])
+        loaders.append(_start_pg_restore(request, database, toc, [f"--jobs={request.jobs}"], dump.path))
+        _finish(loaders[-1])  # killed with the rest if the restore stops
         return []
     transfers[0].wait()
     verify_transfer(transfers[0], files[0], manifest)
@@ -388,21 +399,31 @@ def require_decompression(pg_restore: PgTool, manifest: BackupManifest) -> None:
 
 
 def verify_counts(database: Database, expected: dict[str, int]) -> None:
-    wrong = []
-    with database.connect() as conn:
-        for name, rows in sorted(expected.items()):
-            schema, _, table = name.partition(".")
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            try:
-                row = conn.execute(query).fetchone()
-                found = int(row[0]) if row else -1
-            except psycopg.errors.UndefinedTable:
-                conn.rollback()
-                found = -1
-            if found != rows:
-                wrong.append(f"{name}: {'missing' if found < 0 else found} instead of {rows}")
+    """Refuse unless every table's row count equals the manifest's."""
+    found: dict[str, int] = {}
+    with database.connect(autocommit=True) as conn:
+        for name in expected:
+            _count(conn, name, found)
+    _refuse_wrong_counts(found, expected)
+
+
+def _count(conn: psycopg.Connection[tuple[Any, ...]], name: str, found: dict[str, int]) -> None:
+    """found[name] = the table's rows, or -1 when it is missing."""
+    schema, _, table = name.partition(".")
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    try:
+        row = conn.execute(query).fetchone()
+    except psycopg.errors.UndefinedTable:
+        row = None
+    found[name] = int(row[0]) if row else -1
+
+
+def _refuse_wrong_counts(found: dict[str, int], expected: dict[str, int]) -> None:
+    wrong = [
+        f"{name}: {'missing' if found[name] < 0 else found[name]} instead of {rows}"
+        for name, rows in sorted(expected.items())
+        if found[name] != rows
+    ]
     if wrong:
         listed = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
         raise RestoreRefused(
@@ -479,19 +500,59 @@ def _finish(process: subprocess.Popen[bytes]) -> None:
         raise StandbyError(f"pg_restore failed: {errors[0] if errors else f'exit code {process.returncode}'}")
 
 
-def _verify_and_analyze(database: Database, expected: dict[str, int]) -> None:
-    """Row counts and ANALYZE at once, on two connections: both read every table."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyze") as pool:
-        analyzing = pool.submit(_analyze, database)
-        try:
-            verify_counts(database, expected)
-        finally:
-            analyzing.result()
+# What ANALYZE (with no table named) analyzes, minus the system catalogs: tables, partitions, materialized
+# views and partitioned tables, with their size (the order to take them in). No user schema starts "pg_".
+_ANALYZED: Final = r"""
+SELECT n.nspname, c.relname, c.relkind, pg_relation_size(c.oid) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+"""
+_ANALYZE_SAMPLE: Final = 30_000 * 8192  # bytes: ANALYZE reads at most 300 x statistics target (100) pages
 
 
-def _analyze(database: Database) -> None:
+def _verify_and_analyze(database: Database, expected: dict[str, int], jobs: int) -> None:
+    """Every table's row count, and ANALYZE, one relation at a time on each of `jobs` connections, the
+    largest first, as `vacuumdb --analyze-only --jobs` does: ANALYZE of the whole database on one backend
+    would leave the other cores idle while the counts end."""
     with database.connect(autocommit=True) as conn:
-        conn.execute("ANALYZE")
+        relations = conn.execute(_ANALYZED).fetchall()
+        only = conn.info.server_version >= 180000  # before 18, ANALYZE of a parent also does its partitions
+    size = {f"{schema}.{name}": int(nbytes) for schema, name, _, nbytes in relations}
+    found: dict[str, int] = {}
+    work: list[tuple[int, Callable[[psycopg.Connection[tuple[Any, ...]]], object]]] = [
+        (size.get(name, 0), functools.partial(_count, name=name, found=found)) for name in expected
+    ]
+    for schema, name, kind, nbytes in relations:
+        analyze = sql.SQL("ANALYZE {}{}.{}").format(
+            sql.SQL("ONLY " if kind == "p" and only else ""), sql.Identifier(schema), sql.Identifier(name)
+        )
+        work.append((min(int(nbytes), _ANALYZE_SAMPLE), functools.partial(_execute, statement=analyze)))
+    work.sort(key=lambda item: item[0], reverse=True)
+    pending = iter([task for _, task in work])
+    taking, failed = threading.Lock(), threading.Event()
+
+    def worker() -> None:
+        with database.connect(autocommit=True) as conn:
+            while not failed.is_set():
+                with taking:
+                    task = next(pending, None)
+                if task is None:
+                    return
+                try:
+                    task(conn)
+                except BaseException:
+                    failed.set()  # the others stop after their current task
+                    raise
+
+    workers = max(1, min(jobs, len(work)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        for running in [pool.submit(worker) for _ in range(workers)]:
+            running.result()
+    _refuse_wrong_counts(found, expected)
+
+
+def _execute(conn: psycopg.Connection[tuple[Any, ...]], statement: sql.Composed) -> None:
+    conn.execute(statement)
 
 
 def _sanity(database: Database, checks: tuple[str, ...]) -> None:
