@@ -614,3 +614,52 @@ def test_a_restore_with_more_jobs_than_sixteen_connects_them_all(
 
     assert restore.main(_restore_args(store, target, "--jobs", "20")) == 0
     assert count_tables(target, list(manifest.tables)) == manifest.tables
+
+
+def test_the_tables_pg_restore_reports_loaded_are_read_from_its_own_words(
+    pg_server: LocalPostgres, source_url: str, store: LocalStore, tmp_path: Path
+) -> None:
+    """The table of contents and the messages of a real `pg_restore --jobs 2 --verbose`, odd names too."""
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Odd *.a.b ""c""" (id int); INSERT INTO "Odd *.a.b ""c""" VALUES (1), (2)')
+    manifest = _backup(source_url, store)
+    _, dump = _latest(store)
+    pg_restore = find_tool("pg_restore")
+    toc = subprocess.run(
+        [str(pg_restore.path), "--list", str(dump)], capture_output=True, text=True, check=True
+    )
+    target = pg_server.create_database("scratch")
+    loaded = subprocess.run(
+        [str(pg_restore.path), "--jobs=2", "--verbose", "--no-owner", "--no-acl", f"--dbname={target}", str(dump)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    entries = restoring.data_entries(toc.stdout, manifest.tables)
+    finished = [m[1] for m in map(restoring._FINISHED_DATA.search, loaded.stderr.splitlines()) if m]
+    seen = {entries[item] for item in finished}
+
+    with_rows = {name for name, rows in manifest.tables.items() if rows}
+    assert with_rows <= seen == set(entries.values())
+    assert 'public.Odd *.a.b "c"' in seen and len(finished) == len(seen)
+
+
+def test_a_count_taken_before_all_its_rows_were_in_is_taken_again(pg_server: LocalPostgres) -> None:
+    """Only a count equal to the manifest's is kept from the load; any other is done again after it."""
+    url = pg_server.create_database("counted")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE early (id int); INSERT INTO early VALUES (1), (2)")
+        conn.execute("CREATE TABLE late (id int); INSERT INTO late VALUES (1)")
+    expected = {"public.early": 2, "public.late": 3}
+    toc = "1; 0 1 TABLE DATA public early owner\n2; 0 2 TABLE DATA public late owner\n"
+    database = parse_database_url(url)
+
+    with restoring.CountsAsLoaded(database, expected, toc) as counted:
+        for item in (1, 2):
+            counted.saw(f"pg_restore: finished item {item} TABLE DATA x")
+    assert counted.matching() == {"public.early"}
+
+    with pytest.raises(restoring.RestoreRefused, match=r"public\.late: 1 instead of 3"):
+        restoring._verify_and_analyze(database, expected, 2, counted.matching())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO late VALUES (2), (3)")  # the rows another entry routes in, later
+    restoring._verify_and_analyze(database, expected, 2, counted.matching())

@@ -16,12 +16,13 @@ import contextlib
 import functools
 import json
 import os
+import queue
 import re
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -286,8 +287,9 @@ def execute_restore(
                 if one_file
                 else ("restore_data", f"loading {plan.new_database}'s data files, each as it arrives")
             )
-            with phase(*loading):
-                feeding = _load_data(request, new_db, toc, manifest, transfers, loaders)
+            counted = CountsAsLoaded(new_db, manifest.tables, toc.read_text())
+            with phase(*loading), counted:
+                feeding = _load_data(request, new_db, toc, manifest, transfers, loaders, counted)
                 for transfer in transfers:
                     transfer.wait()
                 report.phases["download"] = max(t.finished_at for t in transfers) - start
@@ -302,7 +304,7 @@ def execute_restore(
                     post_data = ["--section=post-data", f"--jobs={request.jobs}"]
                     _finish(_start_pg_restore(request, new_db, toc, post_data, transfers[0].path))
             with phase("verify_counts", f"comparing {len(manifest.tables)} row counts, and ANALYZE"):
-                _verify_and_analyze(new_db, manifest.tables, request.jobs)
+                _verify_and_analyze(new_db, manifest.tables, request.jobs, counted.matching())
             with phase("sanity", f"{len(request.sanity_sql)} sanity checks"):
                 _sanity(new_db, request.sanity_sql)
             role.hand_over(request.server, plan.new_database, request.owner)
@@ -337,6 +339,7 @@ def _load_data(
     manifest: BackupManifest,
     transfers: list[DumpTransfer],
     loaders: list[subprocess.Popen[bytes]],
+    counted: CountsAsLoaded,
 ) -> list[threading.Thread]:
     """Load the rows; pg_restores still running go into `loaders`, with the threads that feed them.
 
@@ -353,8 +356,9 @@ def _load_data(
         dump = transfers[0]
         dump.wait()
         verify_transfer(dump, files[0], manifest)
-        loaders.append(_start_pg_restore(request, database, toc, [f"--jobs={request.jobs}"], dump.path))
-        _finish(loaders[-1])  # killed with the rest if the restore stops
+        parallel = [f"--jobs={request.jobs}", "--verbose"]  # --verbose: each table's rows in, as they are
+        loaders.append(_start_pg_restore(request, database, toc, parallel, dump.path))
+        _finish(loaders[-1], counted.saw)  # killed with the rest if the restore stops
         return []
     transfers[0].wait()
     verify_transfer(transfers[0], files[0], manifest)
@@ -489,15 +493,80 @@ def _start_pg_restore(
     return process
 
 
-def _finish(process: subprocess.Popen[bytes]) -> None:
+def _finish(process: subprocess.Popen[bytes], on_line: Callable[[str], None] = lambda _: None) -> None:
+    """Wait for a pg_restore, each line it writes to stderr handed to `on_line`; raise if it failed."""
     # Not communicate(): the feeding thread owns (and has closed) stdin.
     assert process.stderr is not None
-    stderr = process.stderr.read()
+    lines = []
+    for raw in process.stderr:
+        lines.append(raw.decode(errors="replace").rstrip("\n"))
+        on_line(lines[-1])
     process.wait()
     if process.returncode != 0:
-        lines = stderr.decode(errors="replace").splitlines()
-        errors = [line for line in lines if "error" in line.lower()] or lines
+        errors = [line for line in lines if "error" in line.lower()] or lines[-1:]
         raise StandbyError(f"pg_restore failed: {errors[0] if errors else f'exit code {process.returncode}'}")
+
+
+# A parallel pg_restore --verbose says when an entry is done; the table of contents says what it is. Its
+# processes share stderr and write a message's prefix apart from it: a line may start anywhere in one.
+_FINISHED_DATA: Final = re.compile(r"finished item (\d+) TABLE DATA ")
+_TOC_DATA: Final = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (.+) \S+$")  # "schema table owner"
+
+
+def data_entries(toc: str, tables: Iterable[str]) -> dict[str, str]:
+    """The archive's TABLE DATA entries, by dump id, for the tables named as a manifest names them."""
+    named = {name.replace(".", " ", 1): name for name in tables}  # as `pg_restore --list` prints them
+    matches = (_TOC_DATA.match(line) for line in toc.splitlines())
+    return {match[1]: named[match[2]] for match in matches if match and match[2] in named}
+
+
+class CountsAsLoaded:
+    """Counts each table on a connection of its own as soon as pg_restore says its rows are in.
+
+    The load leaves a core idle most of its time (one table's COPY is one backend) and the checks after
+    it leave none. Only a count that matches the manifest is kept: a table whose rows were not all in
+    yet (a partition that another partition's data routes rows into) is counted again after the load,
+    and so is a table whose message or entry this cannot read.
+    """
+
+    def __init__(self, database: Database, expected: dict[str, int], toc: str) -> None:
+        self._database = database
+        self._expected = expected
+        self.entries = data_entries(toc, expected)
+        self._found: dict[str, int] = {}
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._failed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> CountsAsLoaded:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """The counts still queued are taken (few: the load's last tables); none if the load failed."""
+        if kind is not None:
+            self._failed.set()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+
+    def saw(self, line: str) -> None:
+        """A line of pg_restore's stderr."""
+        match = _FINISHED_DATA.search(line)
+        if not match or match[1] not in self.entries:
+            return
+        self._queue.put(self.entries[match[1]])
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="counts-as-loaded", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(psycopg.Error), self._database.connect(autocommit=True) as conn:
+            while (name := self._queue.get()) is not None and not self._failed.is_set():
+                _count(conn, name, self._found)
+
+    def matching(self) -> set[str]:
+        """The tables whose count, taken as the load went on, equals the manifest's."""
+        return {name for name, rows in self._found.items() if self._expected[name] == rows}
 
 
 # What ANALYZE (with no table named) analyzes, minus the system catalogs: tables, partitions, materialized
@@ -510,17 +579,19 @@ WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname <> 'information_schema' AND n.n
 _ANALYZE_SAMPLE: Final = 30_000 * 8192  # bytes: ANALYZE reads at most 300 x statistics target (100) pages
 
 
-def _verify_and_analyze(database: Database, expected: dict[str, int], jobs: int) -> None:
-    """Every table's row count, and ANALYZE, one relation at a time on each of `jobs` connections, the
-    largest first, as `vacuumdb --analyze-only --jobs` does: ANALYZE of the whole database on one backend
-    would leave the other cores idle while the counts end."""
+def _verify_and_analyze(database: Database, expected: dict[str, int], jobs: int, counted: set[str]) -> None:
+    """Every table's row count (but those `counted` already, equal to the manifest's), and ANALYZE, one
+    relation at a time on each of `jobs` connections, the largest first, as `vacuumdb --analyze-only
+    --jobs` does: ANALYZE of the whole database on one backend would leave the other cores idle."""
     with database.connect(autocommit=True) as conn:
         relations = conn.execute(_ANALYZED).fetchall()
         only = conn.info.server_version >= 180000  # before 18, ANALYZE of a parent also does its partitions
     size = {f"{schema}.{name}": int(nbytes) for schema, name, _, nbytes in relations}
-    found: dict[str, int] = {}
+    found = {name: expected[name] for name in counted}
     work: list[tuple[int, Callable[[psycopg.Connection[tuple[Any, ...]]], object]]] = [
-        (size.get(name, 0), functools.partial(_count, name=name, found=found)) for name in expected
+        (size.get(name, 0), functools.partial(_count, name=name, found=found))
+        for name in expected
+        if name not in counted
     ]
     for schema, name, kind, nbytes in relations:
         analyze = sql.SQL("ANALYZE {}{}.{}").format(
