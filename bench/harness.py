@@ -56,12 +56,18 @@ def fill(url: str, size_gb: float) -> int:
     return int(row[0])
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, dict[str, int]]:
+def timed(
+    command: list[str], env: dict[str, str] | None = None, checkpoint: str | None = None
+) -> tuple[float, dict[str, int]]:
     """Wall time of a command, and the peak RSS of each program in its process tree (the largest of
     each name), and of the whole tree at once ("total": several pg_dumps of a parallel backup add up).
 
-    The page cache is flushed first: gigabytes the previous command left dirty would otherwise be written
-    out during this one, by whichever variant happened to run next."""
+    The server at `checkpoint` (a URL) writes out its dirty buffers and the page cache is flushed first:
+    gigabytes the previous command left dirty would otherwise be written out during this one, by
+    whichever variant happened to run next."""
+    if checkpoint:
+        with psycopg.connect(checkpoint, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
     os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(

@@ -11,11 +11,12 @@ For each size: fills a database, backs it up twice into moto's S3 on loopback (o
 parallel with --streams data streams, at the same compression), downloads the one-stream dump once for
 the baseline, then, round after round on fresh databases, alternating:
 - baseline: raw `pg_restore -j <cores>` of the local dump file;
-- ours: `scripts/restore.py` of the one-stream backup (the dump streamed from S3 and hashed while its
-  data loads into a new database, size + sha256 + archive checks, indexes with parallel jobs, every
-  table's row count with ANALYZE beside it, the switch);
+- ours: `scripts/restore.py` of the one-stream backup (the dump downloaded and hashed, size + sha256 +
+  archive checks, then one `pg_restore --jobs <cores>` into a new database, each table counted as its
+  rows are in, the remaining counts and ANALYZE on <cores> connections, the switch);
 - ours: `scripts/restore.py` of the parallel backup (every data file loading at once as it arrives,
-  each file checked, then the same).
+  each file checked, indexes with parallel jobs, then the same).
+Before each timed command the server checkpoints and the page cache is flushed.
 With --folder, ours reads the backups from a local folder (a copy of the bucket) instead of moto's S3:
 moto serves every byte from Python on the same two cores, which real S3 does not.
 """
@@ -140,7 +141,7 @@ def _measure(
             f"--dbname={target}",
             str(dump),
         ]
-        samples.add("raw", timed(raw))
+        samples.add("raw", timed(raw, checkpoint=server.admin_url))
         _drop(server, target)
         for name, manifest in backups.items():
             report = scratch / "report.json"
@@ -164,7 +165,8 @@ def _measure(
                         str(report),
                         "--scratch",
                         str(scratch),
-                    ]
+                    ],
+                    checkpoint=server.admin_url,
                 ),
             )
             phases.setdefault(name, []).append(json.loads(report.read_text())["phases"])
